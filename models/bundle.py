@@ -1,0 +1,42 @@
+"""`ModelBundle`: what `models.create` returns — the model, its image preprocessing and its tokenizer, together.
+
+Keeping the three in one object is the point: a preprocessing or tokenizer that does not match its tower is the
+most common silent bug in CLIP-style code (wrong mean/std, an extra [SEP]).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import torch
+from PIL import Image
+
+from models.model import LitModel
+
+
+@dataclass
+class ModelBundle:
+    name: str  # preset name (or saved-model path) this was built from
+    model: LitModel
+    preprocess: Callable[[Image.Image], torch.Tensor]  # PIL image -> (3, H, W) float tensor
+    spec: dict = field(default_factory=dict)  # {"preset": ..., "options": {...}}: enough to rebuild the base
+    metadata: dict = field(default_factory=dict)  # e.g. a tuned tower's metrics and provenance
+
+    @property
+    def tokenizer(self) -> Callable[[list[str]], dict[str, torch.Tensor]]:
+        return self.model.text_tower.tokenizer
+
+    @property
+    def image_tower_id(self) -> str:
+        return self.model.image_tower_id
+
+    @property
+    def dim(self) -> int:
+        return self.model.dim
+
+    @property
+    def input_size(self) -> int:
+        """Square side the image preprocessing produces (the indexer decodes at about twice this)."""
+        size = self.model.image_tower.preprocess_config.get("input_size", (3, 224, 224))
+        return int(size[-1])

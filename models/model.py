@@ -1,0 +1,108 @@
+"""`LitModel`: a locked image tower, a trainable text tower and a learnable temperature (Zhai et al., LiT, 2022).
+
+LiT's finding is that a *locked* pretrained image tower with a text tower tuned to read its space beats tuning both.
+For Loupe the lock is also a product property: every stored image vector stays valid while the text side changes,
+so a user can tune on their captions without re-embedding a single photo. The lock is therefore enforced here,
+not just requested: no gradients, eval mode forever (batch-norm statistics frozen), checked by `assert_locked`.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from models.device import autocast
+from models.towers import ImageTower, TextTower
+
+UNIT_NORM_TOLERANCE = 1e-3
+
+
+def l2_normalize(x: torch.Tensor) -> torch.Tensor:
+    """The one normalisation used for both towers: fp32, z / (‖z‖ + 1e-8) as in the LiT reference code."""
+    x = x.float()
+    return x / (x.norm(dim=-1, keepdim=True) + 1e-8)
+
+
+def assert_unit_norm(vectors: torch.Tensor) -> None:
+    """Raise if any row is not a unit vector (guards every vector before it is stored or compared)."""
+    norms = vectors.float().norm(dim=-1)
+    if norms.numel() and (norms - 1).abs().max() > UNIT_NORM_TOLERANCE:
+        raise ValueError(f"expected unit vectors, got norms in [{norms.min():.4f}, {norms.max():.4f}]")
+
+
+class LitModel(nn.Module):
+    """Two towers in one embedding space. `encode_images` / `encode_texts` return unit vectors (N, D)."""
+
+    def __init__(self, image_tower: ImageTower, text_tower: TextTower, *, init_logit_scale: float = math.log(10.0)):
+        super().__init__()
+        if image_tower.output_dim != text_tower.output_dim:
+            raise ValueError(
+                f"tower widths differ: image {image_tower.output_dim} vs text {text_tower.output_dim}; "
+                "give the text tower a head into the image space"
+            )
+        self.image_tower = image_tower
+        self.text_tower = text_tower
+        self.logit_scale = nn.Parameter(torch.tensor(float(init_logit_scale)))
+        self._image_tower_id: str | None = None
+        self.lock_image_tower()
+
+    @property
+    def dim(self) -> int:
+        return self.image_tower.output_dim
+
+    @property
+    def device(self) -> torch.device:
+        return self.logit_scale.device
+
+    @property
+    def image_tower_id(self) -> str:
+        """Identity of the locked tower's weights; computed once (the tower never changes after locking)."""
+        if self._image_tower_id is None:
+            self._image_tower_id = self.image_tower.fingerprint()
+        return self._image_tower_id
+
+    def lock_image_tower(self) -> None:
+        """LiT's 'Lu' setting: the pretrained image tower is frozen entirely, including BN running statistics."""
+        self.image_tower.requires_grad_(False)
+        self.image_tower.eval()
+        self._image_tower_id = None
+
+    def train(self, mode: bool = True) -> LitModel:
+        """Switches the text side only; the image tower stays in eval mode so BN statistics never update."""
+        super().train(mode)
+        self.image_tower.eval()
+        return self
+
+    def assert_locked(self) -> None:
+        trainable = [n for n, p in self.image_tower.named_parameters() if p.requires_grad]
+        if trainable or self.image_tower.training:
+            raise AssertionError(f"image tower is not locked (trainable: {trainable[:3]}, training mode: "
+                                 f"{self.image_tower.training})")
+
+    @torch.inference_mode()
+    def encode_images(self, pixels: torch.Tensor) -> torch.Tensor:  # (N, 3, H, W) -> (N, D) unit, fp32
+        self.assert_locked()
+        with autocast(self.device):
+            features = self.image_tower(pixels.to(self.device, non_blocking=True))
+        return l2_normalize(features)
+
+    def text_features(self, texts: list[str]) -> torch.Tensor:
+        """Unit text vectors *with* autograd, for training; `encode_texts` is the inference path."""
+        tokens = self.text_tower.tokenizer(list(texts))
+        tokens = {k: v.to(self.device) for k, v in tokens.items()}
+        with autocast(self.device):
+            features = self.text_tower(tokens["input_ids"], tokens["attention_mask"])
+        return l2_normalize(features)
+
+    @torch.inference_mode()
+    def encode_texts(self, texts: list[str]) -> torch.Tensor:  # list of N strings -> (N, D) unit, fp32
+        if not texts:
+            return torch.empty(0, self.dim)
+        return self.text_features(texts)
+
+    def contrastive_logits(self, image_vectors: torch.Tensor, text_vectors: torch.Tensor) -> torch.Tensor:
+        """exp(t) · zimg @ ztxtᵀ, the LiT/CLIP logits (temperature learnable, clamped like CLIP at 100)."""
+        return self.logit_scale.exp().clamp(max=100.0) * image_vectors @ text_vectors.T
