@@ -48,6 +48,7 @@ class LitModel(nn.Module):
         self.logit_scale = nn.Parameter(torch.tensor(float(init_logit_scale)))
         self._image_tower_id: str | None = None
         self.lock_image_tower()
+        self.eval()  # towers built from a config start in train mode (dropout on); inference is the default
 
     @property
     def dim(self) -> int:
