@@ -1,0 +1,105 @@
+"""Which model an index uses, and the lazily loaded model for it.
+
+The model used by an index is recorded in the catalog; a run without `--model` keeps it, so a flaky network can
+never flip an existing index to another model. Each image tower writes its own collection
+(`images-<image_tower_id>`); when the model changes, the new collection is built aside while the old one serves.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+from indexer.catalog import META_DEFAULT_MODEL, Catalog
+from indexer.records import CollectionInfo
+from indexer.settings import DEFAULT_MODEL, IndexerSettings
+
+log = logging.getLogger(__name__)
+
+
+def collection_name(image_tower_id: str) -> str:
+    return f"images-{image_tower_id}"
+
+
+class ModelSlot:
+    """Builds the bundle on first use (thread-safe); a rescan that finds nothing new never pays the load."""
+
+    def __init__(self, name: str, device: str | None, home=None):
+        self.name, self.device, self.home = name, device, home
+        self._bundle = None
+        self._active = None
+        self._lock = threading.Lock()
+
+    @property
+    def loaded(self) -> bool:
+        return self._bundle is not None
+
+    def __call__(self):
+        if self._bundle is None:
+            with self._lock:
+                if self._bundle is None:
+                    self._bundle = self._load()
+        return self._bundle
+
+    def _load(self):
+        import models
+
+        log.info("loading model %s", self.name)
+        return models.create(self.name, device=self.device)
+
+    def active(self):
+        """The bundle behind an `ActiveModel`, whose text tower follows promotions (for text queries)."""
+        if self._active is None:
+            from models.active import ActiveModel
+
+            bundle = self()
+            with self._lock:
+                if self._active is None:
+                    self._active = ActiveModel(bundle, self.home)
+        return self._active
+
+
+def resolve_model(settings: IndexerSettings, catalog: Catalog) -> str:
+    """--model wins; else the model recorded for this index; else the default (recorded on first use)."""
+    recorded = catalog.get_meta(META_DEFAULT_MODEL)
+    chosen = settings.model or recorded or DEFAULT_MODEL
+    if recorded is None or (settings.model and settings.model != recorded):
+        catalog.set_meta(META_DEFAULT_MODEL, chosen)
+    return chosen
+
+
+def target_collection(catalog: Catalog, model_name: str, slot: ModelSlot) -> CollectionInfo:
+    """The collection to write: the active one when it belongs to `model_name`, else one built for it.
+
+    Only a model change loads the model here (its image tower id names the new collection).
+    """
+    active = catalog.active_collection()
+    if active is not None and active.model == model_name:
+        return active
+    for info in catalog.list_collections():
+        if info.model == model_name and info.status == "building":
+            return info
+    bundle = slot()
+    info = catalog.add_collection(collection_name(bundle.image_tower_id), model_name, bundle.image_tower_id,
+                                  bundle.dim)
+    if active is None:
+        catalog.set_active_collection(info.name)  # the first index serves while it is being built
+    else:
+        log.warning("model changed to %s: building collection %s while %s keeps serving", model_name, info.name,
+                    active.name)
+    return info
+
+
+def complete_collection(catalog: Catalog, info: CollectionInfo) -> None:
+    """Once every live file has a vector (or failed), the collection becomes ready and, if new, active."""
+    counts = catalog.counts(info.name)
+    if counts["pending"] or counts["embedded"] < counts["indexed"]:
+        return
+    if info.status != "ready":
+        catalog.set_collection_status(info.name, "ready")
+    active = catalog.active_collection()
+    if active is None or active.name != info.name:
+        catalog.set_active_collection(info.name)
+        if active is not None:
+            catalog.set_collection_status(active.name, "retired")
+            log.info("collection %s is complete and now serves; %s retired", info.name, active.name)

@@ -1,0 +1,91 @@
+"""Make the catalog agree with the filesystem: what is new or changed becomes pending, what vanished is deleted.
+
+Used by the startup scan (whole roots), by watch events (single paths and whole folders) and by polling alike.
+A root that is missing or suddenly empty is *not* taken as "everything was deleted": that is what an unmounted
+network drive looks like, and re-processing a library because a mount dropped is a classic failure of photo tools.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from indexer.catalog import Catalog
+from indexer.records import SeenFile
+from indexer.sync import PayloadSync
+from indexer.walk import FileFilter, walk
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Reconciled:
+    candidates: list[str] = field(default_factory=list)  # paths to read (new, changed, or lacking a vector)
+    deleted: int = 0
+    unchanged: int = 0
+    skipped_roots: list[str] = field(default_factory=list)  # missing/empty roots left alone
+
+
+class Reconciler:
+    def __init__(self, catalog: Catalog, sync: PayloadSync, rules: FileFilter, roots: tuple[Path, ...]):
+        self.catalog, self.sync, self.rules, self.roots = catalog, sync, rules, roots
+
+    def folder(self, folder: Path, collection: str) -> Reconciled:
+        """Walk `folder` and reconcile every file below it (new, changed, moved in, deleted)."""
+        result = Reconciled()
+        known = self.catalog.files_under(str(folder), statuses=("pending", "indexed", "failed"))
+        if not folder.is_dir() or not os.access(folder, os.R_OK | os.X_OK):
+            if folder in self.roots:
+                log.warning("%s is not reachable (unmounted?): keeping its %d files as they are", folder, len(known))
+                result.skipped_roots.append(str(folder))
+            else:
+                result.deleted = self._delete([r.path for r in known])
+            return result
+        seen = [SeenFile(str(f.path), f.size, f.mtime_ns) for f in walk(folder, self.rules)]
+        if not seen and known and folder in self.roots:
+            log.warning("%s is empty but %d files were indexed there: assuming an unmounted drive, deleting nothing "
+                        "(remove the files from the catalog with `python -m indexer forget %s`)", folder, len(known),
+                        folder)
+            result.skipped_roots.append(str(folder))
+            return result
+        self._merge(seen, collection, result)
+        present = {s.path for s in seen}
+        result.deleted = self._delete([r.path for r in known if r.path not in present])
+        return result
+
+    def paths(self, paths: list[Path], collection: str) -> Reconciled:
+        """Reconcile individual paths reported by events: present ones are upserted, absent ones deleted."""
+        result = Reconciled()
+        seen, gone = [], []
+        for path in paths:
+            try:
+                info = path.stat() if self.rules.follow_symlinks or not path.is_symlink() else None
+            except OSError:
+                info = None
+            if info is not None and path.is_file() and self.rules.accepts(path, self.roots):
+                seen.append(SeenFile(str(path), info.st_size, info.st_mtime_ns))
+            else:
+                gone.append(str(path))
+        self._merge(seen, collection, result)
+        result.deleted = self._delete(gone)
+        return result
+
+    def _merge(self, seen: list[SeenFile], collection: str, result: Reconciled) -> None:
+        records = self.catalog.upsert_seen_files(seen)
+        indexed = [r for r in records if r.status == "indexed" and r.content_hash]
+        lacking = self.catalog.missing_embeddings({r.content_hash for r in indexed}, collection)
+        for record in records:
+            if record.status == "pending" or (record.status == "indexed" and record.content_hash in lacking):
+                result.candidates.append(record.path)
+            else:
+                result.unchanged += 1
+
+    def _delete(self, paths: list[str]) -> int:
+        if not paths:
+            return 0
+        hashes = {r.content_hash for r in self.catalog.get_files(paths).values() if r.content_hash}
+        count = self.catalog.mark_deleted(paths)
+        self.sync.refresh(hashes)
+        return count

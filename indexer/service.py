@@ -1,0 +1,149 @@
+"""`IndexerService`: the stores, the model and the loop that keeps them true to the filesystem.
+
+`scan()` reconciles every root once; `watch()` then follows filesystem events (or polls) until `stop` is set:
+the batch in flight is finished, everything is flushed, and the stores are closed — Ctrl-C is a clean exit.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tqdm import tqdm
+
+from indexer.catalog import Catalog
+from indexer.decode import IMAGE_EXTENSIONS
+from indexer.modelslot import ModelSlot, complete_collection, resolve_model, target_collection
+from indexer.pipeline import Pipeline
+from indexer.reconcile import Reconciled, Reconciler
+from indexer.settings import IndexerSettings
+from indexer.settle import SettleQueue
+from indexer.sync import PayloadSync
+from indexer.vectors import VectorStore, open_vector_store
+from indexer.walk import FileFilter
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class RunReport:
+    scanned_roots: int = 0
+    embedded: int = 0
+    reused: int = 0
+    failed: int = 0
+    deleted: int = 0
+    unchanged: int = 0
+    skipped_roots: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def add(self, rec: Reconciled) -> None:
+        self.deleted += rec.deleted
+        self.unchanged += rec.unchanged
+        self.skipped_roots += rec.skipped_roots
+
+
+class IndexerService:
+    def __init__(self, settings: IndexerSettings, *, progress: bool = False):
+        self.settings = settings
+        self.progress = progress
+        self.stop = threading.Event()
+        self.catalog = Catalog.for_home(settings.home, settings.db_url)
+        self.store: VectorStore = open_vector_store(
+            settings.home, settings.qdrant_url, settings.qdrant_api_key, shard_number=settings.shard_number,
+            replication_factor=settings.replication_factor,
+            write_consistency_factor=settings.write_consistency_factor)
+        self.sync = PayloadSync(self.catalog, self.store)
+        self.rules = FileFilter(IMAGE_EXTENSIONS, settings.ignore, settings.include_hidden, settings.follow_symlinks)
+        self.roots = tuple(settings.roots)
+        self.model_name = resolve_model(settings, self.catalog)
+        self.slot = ModelSlot(self.model_name, settings.device, settings.home)
+        self.collection = target_collection(self.catalog, self.model_name, self.slot)
+        self.store.ensure_collection(self.collection.name, self.collection.dim)
+        self.reconciler = Reconciler(self.catalog, self.sync, self.rules, self.roots)
+        self.pipeline = Pipeline(
+            self.catalog, self.sync, self.collection.name, self.slot, batch_size=settings.batch_size,
+            workers=settings.workers, thumbnails_dir=settings.thumbnails_dir if settings.thumbnails else None,
+            thumbnail_size=settings.thumbnail_size, max_megapixels=settings.max_megapixels)
+        self.work_lock = threading.Lock()  # one writer at a time: the scan/watch loop and API "index" requests
+        self.repaired = self.sync.sweep()  # a crash may have left vectors of deleted contents
+
+    def add_roots(self, roots: tuple[Path, ...]) -> None:
+        self.roots = tuple(dict.fromkeys(self.roots + roots))
+        self.reconciler.roots = self.roots
+
+    def scan(self, roots: tuple[Path, ...] | None = None) -> RunReport:
+        """Reconcile roots (all by default) and process what is new or changed."""
+        report, started = RunReport(), time.monotonic()
+        for root in roots or self.roots:
+            if self.stop.is_set():
+                break
+            with self.work_lock:
+                rec = self.reconciler.folder(root, self.collection.name)
+                report.add(rec)
+                report.scanned_roots += 1
+                self._process(rec.candidates, report, f"indexing {root}")
+        self._maybe_complete()
+        report.seconds = time.monotonic() - started
+        return report
+
+    def handle(self, files: list[Path], folders: list[Path]) -> RunReport:
+        """Process settled watch events: whole folders are rescanned, single files reconciled."""
+        report, started = RunReport(), time.monotonic()
+        with self.work_lock:
+            for folder in folders:
+                rec = self.reconciler.folder(folder, self.collection.name)
+                report.add(rec)
+                self._process(rec.candidates, report, None)
+            if files:
+                rec = self.reconciler.paths(files, self.collection.name)
+                report.add(rec)
+                self._process(rec.candidates, report, None)
+        self._maybe_complete()
+        report.seconds = time.monotonic() - started
+        return report
+
+    def _process(self, candidates: list[str], report: RunReport, label: str | None) -> None:
+        if not candidates:
+            return
+        bar = tqdm(total=len(candidates), desc=label, unit="img", disable=not (self.progress and label),
+                   dynamic_ncols=True)
+        try:
+            result = self.pipeline.run(candidates, self.stop, bar)
+        finally:
+            bar.close()
+        report.embedded += result.embedded
+        report.reused += result.reused
+        report.failed += result.failed
+
+    def _maybe_complete(self) -> None:
+        if not self.stop.is_set():
+            complete_collection(self.catalog, self.collection)
+            self.collection = self.catalog.get_collection(self.collection.name) or self.collection
+
+    def watch(self, on_batch=None) -> None:
+        """Follow filesystem events until `stop` is set."""
+        from indexer.watch import start_observer
+
+        queue = SettleQueue(self.settings.settle)
+        self.queue = queue
+        observer = start_observer(self.roots, queue, self.rules, self.settings.poll)
+        log.info("watching %s", ", ".join(map(str, self.roots)))
+        try:
+            while not self.stop.is_set():
+                queue.wakeup.wait(queue.next_deadline())
+                queue.wakeup.clear()
+                files, folders = queue.ready()
+                if files or folders:
+                    report = self.handle(files, folders)
+                    if on_batch is not None:
+                        on_batch(report)
+        finally:
+            observer.stop()
+            observer.join(timeout=5)
+
+    def close(self) -> None:
+        self.store.close()
+        self.catalog.close()

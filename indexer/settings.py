@@ -1,0 +1,66 @@
+"""`IndexerSettings`: everything `python -m indexer` can be told, in one frozen dataclass.
+
+Environment variables are read only for deployment paths and URLs (`LOUPE_HOME`, `LOUPE_DB_URL`,
+`LOUPE_QDRANT_URL`, `LOUPE_QDRANT_API_KEY`); everything else comes from flags.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+from models.home import data_home
+
+DEFAULT_MODEL = "offline-lite"
+DEFAULT_IGNORES = ("*.tmp", "*.part", "*.crdownload", "*~", ".#*", "*.swp", "@eaDir", "#recycle", ".Trash*")
+
+
+@dataclass(frozen=True)
+class IndexerSettings:
+    home: Path  # data home: catalog, vectors, thumbnails, model cache, owner lock
+    roots: tuple[Path, ...] = ()  # folders to index (absolute)
+    model: str | None = None  # preset; None = the index's recorded model, else DEFAULT_MODEL
+    device: str | None = None  # None = CUDA when available
+    db_url: str | None = None  # SQLAlchemy URL; None = SQLite under home
+    qdrant_url: str | None = None  # Qdrant server; None = Qdrant Edge embedded under home
+    qdrant_api_key: str | None = None
+    shard_number: int = 1  # server only: collection sharding ...
+    replication_factor: int = 1  # ... replication ...
+    write_consistency_factor: int = 1  # ... and write quorum
+    watch: bool = False  # follow filesystem events after the scan
+    poll: float | None = None  # seconds between polls instead of native events (network mounts)
+    settle: float = 2.0  # a file must keep size+mtime this long before it is read
+    batch_size: int = 32  # images per model call
+    workers: int = max(1, min(8, (os.cpu_count() or 2)))  # decode threads
+    follow_symlinks: bool = False
+    include_hidden: bool = False
+    ignore: tuple[str, ...] = DEFAULT_IGNORES  # fnmatch globs on names (files and folders)
+    thumbnails: bool = True
+    thumbnail_size: int = 320
+    max_megapixels: float = 180.0  # decompression-bomb guard
+    tag_vocabulary: str | None = None  # tag new photos on arrival with this vocabulary ('default' or a file)
+    serve: bool = True  # serve the local API while owning the data home
+
+    @classmethod
+    def from_env(cls, home: str | os.PathLike | None = None, **overrides) -> IndexerSettings:
+        """Defaults ← environment (deployment URLs only) ← explicit overrides (flags). Unknown keys are errors."""
+        known = {f.name for f in fields(cls)}
+        unknown = set(overrides) - known
+        if unknown:
+            raise TypeError(f"unknown indexer settings: {sorted(unknown)}")
+        env = {
+            "db_url": os.environ.get("LOUPE_DB_URL") or None,
+            "qdrant_url": os.environ.get("LOUPE_QDRANT_URL") or None,
+            "qdrant_api_key": os.environ.get("LOUPE_QDRANT_API_KEY") or None,
+        }
+        values = {**env, **{k: v for k, v in overrides.items() if v is not None}}
+        return cls(home=data_home(home), **values)
+
+    @property
+    def catalog_url(self) -> str:
+        return self.db_url or f"sqlite:///{self.home / 'catalog.db'}"
+
+    @property
+    def thumbnails_dir(self) -> Path:
+        return self.home / "thumbnails"

@@ -1,0 +1,75 @@
+"""Keep vector payloads true to the catalog: paths, folders and extensions follow the files, tags follow the tags.
+
+The catalog is the source of truth for which paths hold which content; after any change of paths (new, moved,
+duplicated, deleted files) the affected contents are *refreshed*: their payload is rebuilt from the catalog in
+every live collection, and a content that no path holds any more loses its vector (and its embedding records).
+Refreshing is idempotent, so a crash between the catalog and the store is repaired by refreshing again.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+
+import numpy as np
+
+from indexer.catalog import Catalog
+from indexer.records import ContentInfo
+from indexer.vectors import VectorPoint, VectorStore, build_payload, point_id
+
+log = logging.getLogger(__name__)
+
+
+class PayloadSync:
+    def __init__(self, catalog: Catalog, store: VectorStore):
+        self.catalog, self.store = catalog, store
+
+    def live_collections(self) -> list[str]:
+        return [c.name for c in self.catalog.list_collections() if c.status != "retired"]
+
+    def payloads(self, hashes: Iterable[str]) -> dict[str, dict]:
+        """Payload per content that still has live paths (contents without paths are absent)."""
+        hashes = sorted(set(hashes))
+        paths = self.catalog.paths_for_hashes(hashes)
+        contents = self.catalog.contents(hashes)
+        tags = self.catalog.tags_for(hashes)
+        out = {}
+        for digest in hashes:
+            info = contents.get(digest)
+            if digest in paths and info is not None:
+                out[digest] = _payload(info, paths[digest], tags.get(digest, {}))
+        return out
+
+    def upsert_vectors(self, collection: str, vectors: dict[str, np.ndarray]) -> None:
+        payloads = self.payloads(vectors)
+        points = [VectorPoint(point_id(h), v, payloads[h]) for h, v in vectors.items() if h in payloads]
+        self.store.upsert(collection, points)
+
+    def refresh(self, hashes: Iterable[str]) -> None:
+        """Rebuild payloads of these contents everywhere; drop vectors of contents no path holds any more."""
+        hashes = sorted(set(hashes) - {None})
+        if not hashes:
+            return
+        payloads = self.payloads(hashes)
+        gone = [h for h in hashes if h not in payloads]
+        for collection in self.live_collections():
+            stored = set(hashes) - self.catalog.missing_embeddings(hashes, collection)
+            for digest in sorted(stored & payloads.keys()):
+                self.store.overwrite_payload(collection, point_id(digest), payloads[digest])
+            orphans = sorted(stored & set(gone))
+            if orphans:
+                self.store.delete(collection, [point_id(h) for h in orphans])
+                self.catalog.forget_embeddings(orphans, collection)
+        if gone:
+            log.debug("dropped %d contents that no file holds any more", len(gone))
+
+    def sweep(self) -> int:
+        """Startup repair after a crash: contents with no live path lose their vectors. Returns how many."""
+        orphans = self.catalog.hashes_without_live_paths()
+        self.refresh(orphans)
+        return len(orphans)
+
+
+def _payload(info: ContentInfo, paths: list[str], tags: dict[str, float]) -> dict:
+    return build_payload(info.hash, paths, info.taken_at.timestamp(), info.width, info.height, tags=tags,
+                         camera=info.camera)

@@ -1,0 +1,76 @@
+"""Filesystem events → `SettleQueue`: native events (inotify via watchdog) or polling for network mounts.
+
+Move events are not trusted on their own (a rename into a new subfolder has arrived as deleted + created here):
+both ends of a move are simply touched, and identity by content hash turns either shape into "same photo, new
+path". Folder events touch the folder, which the indexer reconciles as a unit.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+from pathlib import Path
+
+from watchdog.events import FileSystemEvent, FileSystemEventHandler
+
+from indexer.settle import SettleQueue
+from indexer.walk import FileFilter
+
+log = logging.getLogger(__name__)
+
+
+class WatchLimitError(RuntimeError):
+    """inotify ran out of watches: tell the user the two fixes."""
+
+
+class _Handler(FileSystemEventHandler):
+    def __init__(self, queue: SettleQueue, rules: FileFilter, roots: tuple[Path, ...]):
+        self.queue, self.rules, self.roots = queue, rules, roots
+
+    def on_any_event(self, event: FileSystemEvent) -> None:
+        if event.event_type in ("opened", "closed_no_write"):
+            return
+        paths = [event.src_path] + ([event.dest_path] if getattr(event, "dest_path", "") else [])
+        for raw in paths:
+            path = Path(raw if isinstance(raw, str) else raw.decode())
+            if event.is_directory:
+                if event.event_type != "modified" and not self._hidden(path):
+                    self.queue.touch_folder(path)
+            elif self.rules.accepts(path, self.roots):
+                self.queue.touch(path, closed=event.event_type == "closed")
+
+    def _hidden(self, path: Path) -> bool:
+        return not self.rules.include_hidden and any(p.startswith(".") for p in path.parts)
+
+
+def start_observer(roots: tuple[Path, ...], queue: SettleQueue, rules: FileFilter, poll: float | None):
+    """Start and return a watchdog observer over every root (recursive)."""
+    if poll:
+        from watchdog.observers.polling import PollingObserver
+
+        observer = PollingObserver(timeout=poll)
+    else:
+        from watchdog.observers import Observer
+
+        observer = Observer()
+    handler = _Handler(queue, rules, roots)
+    try:
+        for root in roots:
+            observer.schedule(handler, str(root), recursive=True, follow_symlink=rules.follow_symlinks)
+        observer.start()
+    except OSError as err:
+        if err.errno in (errno.ENOSPC, errno.EMFILE):
+            raise WatchLimitError(_limit_message()) from err
+        raise
+    return observer
+
+
+def _limit_message() -> str:
+    try:
+        current = Path("/proc/sys/fs/inotify/max_user_watches").read_text().strip()
+    except OSError:
+        current = "unknown"
+    return (
+        f"the inotify watch limit is reached (fs.inotify.max_user_watches = {current}). Raise it with "
+        "`sudo sysctl fs.inotify.max_user_watches=524288`, or watch without inotify: `--poll 30`."
+    )
