@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
-from sqlalchemy import Column, Connection, Row, Table, and_, delete, exists, func, or_, select, union, update
+from sqlalchemy import Column, Connection, Row, Select, Table, and_, delete, exists, func, or_, select, union, update
 from sqlalchemy.engine import make_url
 
 from indexer import catalog_schema as schema
@@ -47,14 +47,14 @@ def _ext(path: str) -> str:
     return os.path.splitext(path)[1].lstrip(".").lower()
 
 
-def _rows_in(conn: Connection, table: Table, column: Column, keys: Sequence[str]) -> Iterator[Row]:
-    """SELECT * FROM table WHERE column IN keys, a chunk at a time."""
+def _rows_in(conn: Connection, query: Select, column: Column, keys: Sequence[str]) -> Iterator[Row]:
+    """`query` restricted to rows whose `column` is in `keys`, a chunk of keys at a time."""
     for chunk in _chunks(keys):
-        yield from conn.execute(select(table).where(column.in_(chunk)))
+        yield from conn.execute(query.where(column.in_(chunk)))
 
 
 def _files_by_path(conn: Connection, paths: Sequence[str]) -> dict[str, FileRecord]:
-    return {row.path: schema.file_record(row) for row in _rows_in(conn, files, files.c.path, paths)}
+    return {row.path: schema.file_record(row) for row in _rows_in(conn, select(files), files.c.path, paths)}
 
 
 class Catalog(schema.Database):
@@ -193,14 +193,14 @@ class Catalog(schema.Database):
         """hash → its paths, sorted (live paths only unless `include_deleted`); hashes without paths are absent."""
         wanted = sorted(set(hashes))
 
+        query = select(files.c.content_hash, files.c.path).order_by(files.c.path)
+        if not include_deleted:
+            query = query.where(files.c.status != "deleted")
+
         def work(conn: Connection) -> dict[str, list[str]]:
             out: dict[str, list[str]] = {}
-            for chunk in _chunks(wanted):
-                query = select(files.c.content_hash, files.c.path).where(files.c.content_hash.in_(chunk))
-                if not include_deleted:
-                    query = query.where(files.c.status != "deleted")
-                for content_hash, path in conn.execute(query.order_by(files.c.path)):
-                    out.setdefault(content_hash, []).append(path)
+            for content_hash, path in _rows_in(conn, query, files.c.content_hash, wanted):
+                out.setdefault(content_hash, []).append(path)
             return out
 
         return self._read(work)
@@ -262,7 +262,8 @@ class Catalog(schema.Database):
         wanted = sorted(set(hashes))
 
         def work(conn: Connection) -> dict[str, ContentInfo]:
-            return {row.hash: schema.content_info(row) for row in _rows_in(conn, contents, contents.c.hash, wanted)}
+            rows = _rows_in(conn, select(contents), contents.c.hash, wanted)
+            return {row.hash: schema.content_info(row) for row in rows}
 
         return self._read(work)
 
@@ -299,14 +300,10 @@ class Catalog(schema.Database):
         """The subset of `hashes` with no vector recorded in `collection`: the only ones the model must see."""
         wanted = sorted(set(hashes))
 
+        query = select(embeddings.c.content_hash).where(embeddings.c.collection == collection)
+
         def work(conn: Connection) -> set[str]:
-            stored: set[str] = set()
-            for chunk in _chunks(wanted):
-                query = select(embeddings.c.content_hash).where(
-                    embeddings.c.collection == collection, embeddings.c.content_hash.in_(chunk)
-                )
-                stored.update(conn.execute(query).scalars())
-            return set(wanted) - stored
+            return set(wanted) - {row[0] for row in _rows_in(conn, query, embeddings.c.content_hash, wanted)}
 
         return self._read(work)
 
@@ -389,14 +386,12 @@ class Catalog(schema.Database):
         """hash → {tag: score}; where both sources hold a tag, the person's ('manual') score wins."""
         wanted = sorted(set(hashes))
         # 'zero-shot' sorts after 'manual', so reading in descending source order lets manual rows overwrite.
-        columns = (tags.c.content_hash, tags.c.tag, tags.c.score)
+        query = select(tags.c.content_hash, tags.c.tag, tags.c.score).order_by(tags.c.source.desc())
 
         def work(conn: Connection) -> dict[str, dict[str, float]]:
             out: dict[str, dict[str, float]] = {}
-            for chunk in _chunks(wanted):
-                query = select(*columns).where(tags.c.content_hash.in_(chunk)).order_by(tags.c.source.desc())
-                for content_hash, tag, score in conn.execute(query):
-                    out.setdefault(content_hash, {})[tag] = score
+            for content_hash, tag, score in _rows_in(conn, query, tags.c.content_hash, wanted):
+                out.setdefault(content_hash, {})[tag] = score
             return out
 
         return self._read(work)

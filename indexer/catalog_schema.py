@@ -1,4 +1,5 @@
-"""The catalog's database layer: tables (SQLAlchemy Core), and how SQLite and PostgreSQL are set up and driven.
+"""The catalog's database layer: tables (SQLAlchemy Core), how SQLite and PostgreSQL are set up and driven, and
+`Database` (an engine, the transaction runner and the `meta` key/value store) that `indexer.catalog.Catalog` extends.
 
 Core tables rather than ORM classes: the catalog is a handful of set-based statements (upserts, batch updates) and
 returns frozen records (`indexer.records`), so there is no identity map or session state to manage. Databases get

@@ -78,6 +78,9 @@ def decode_image(
     are refused from their header, before any pixel is allocated; limits above Pillow's own hard stop
     (2 x `PIL.Image.MAX_IMAGE_PIXELS`, ~179 MP) also need that process-wide setting raised.
     """
+    if min_side is not None and min_side < 1:
+        raise ValueError(f"min_side must be a positive number of pixels or None, not {min_side}")
+    data = data if isinstance(data, bytes) else bytes(data)  # the sniffers below use bytes methods
     try:
         if not data:
             raise DecodeError("empty file")
@@ -141,7 +144,8 @@ def _decode_opened(im: Image.Image, min_side: int | None) -> DecodedImage:
     if min_side and fmt == "JPEG":
         im.draft("RGB", (min_side, min_side))  # DCT scaling by 1/2, 1/4 or 1/8, never below the request
     im.load()
-    metadata = metadata or read_metadata(im)
+    if metadata is None:
+        metadata = read_metadata(im)
     img, swapped = _orient(im)  # only what the loader left to do: TIFF and HEIF arrive upright, sized upright
     img = to_rgb(img)
     if min_side:

@@ -140,7 +140,8 @@ class Pipeline:
         self.model_calls += len(unique)
         self.catalog.upsert_contents([item.content for item in unique])
         self.catalog.set_hashes({item.path: item.hash for item in batch})
-        self.sync.upsert_vectors(self.collection, {item.hash: vec.numpy() for item, vec in zip(unique, vectors, strict=True)})
+        by_hash = {item.hash: vec.numpy() for item, vec in zip(unique, vectors, strict=True)}
+        self.sync.upsert_vectors(self.collection, by_hash)
         self.catalog.record_embeddings([item.hash for item in unique], self.collection)
         self.catalog.mark_indexed([item.path for item in batch], self.collection)
         if self.on_embedded is not None:

@@ -23,6 +23,9 @@ log = logging.getLogger(__name__)
 @dataclass
 class Reconciled:
     candidates: list[str] = field(default_factory=list)  # paths to read (new, changed, or lacking a vector)
+    vanished: list[str] = field(default_factory=list)  # known paths no longer on disk: `delete` them AFTER the
+    # candidates are processed, so a moved file's content still has its vector when its new path is read
+    replaced: set[str] = field(default_factory=set)  # hashes of contents that changed files held before
     deleted: int = 0
     unchanged: int = 0
     skipped_roots: list[str] = field(default_factory=list)  # missing/empty roots left alone
@@ -41,7 +44,7 @@ class Reconciler:
                 log.warning("%s is not reachable (unmounted?): keeping its %d files as they are", folder, len(known))
                 result.skipped_roots.append(str(folder))
             else:
-                result.deleted = self._delete([r.path for r in known])
+                result.vanished = [r.path for r in known]
             return result
         seen = [SeenFile(str(f.path), f.size, f.mtime_ns) for f in walk(folder, self.rules)]
         if not seen and known and folder in self.roots:
@@ -52,7 +55,7 @@ class Reconciler:
             return result
         self._merge(seen, collection, result)
         present = {s.path for s in seen}
-        result.deleted = self._delete([r.path for r in known if r.path not in present])
+        result.vanished = [r.path for r in known if r.path not in present]
         return result
 
     def paths(self, paths: list[Path], collection: str) -> Reconciled:
@@ -69,11 +72,14 @@ class Reconciler:
             else:
                 gone.append(str(path))
         self._merge(seen, collection, result)
-        result.deleted = self._delete(gone)
+        result.vanished = gone
         return result
 
     def _merge(self, seen: list[SeenFile], collection: str, result: Reconciled) -> None:
+        before = self.catalog.get_files([s.path for s in seen])
         records = self.catalog.upsert_seen_files(seen)
+        result.replaced = {before[r.path].content_hash for r in records
+                           if r.path in before and before[r.path].content_hash and r.content_hash is None}
         indexed = [r for r in records if r.status == "indexed" and r.content_hash]
         lacking = self.catalog.missing_embeddings({r.content_hash for r in indexed}, collection)
         for record in records:
@@ -82,10 +88,11 @@ class Reconciler:
             else:
                 result.unchanged += 1
 
-    def _delete(self, paths: list[str]) -> int:
-        if not paths:
-            return 0
-        hashes = {r.content_hash for r in self.catalog.get_files(paths).values() if r.content_hash}
-        count = self.catalog.mark_deleted(paths)
+    def finish(self, result: Reconciled) -> None:
+        """After the candidates ran: mark vanished paths deleted and refresh every content that lost a path
+        (deleted, or replaced by new bytes); contents no path holds any more lose their vectors."""
+        hashes = set(result.replaced)
+        if result.vanished:
+            hashes |= {r.content_hash for r in self.catalog.get_files(result.vanished).values() if r.content_hash}
+            result.deleted = self.catalog.mark_deleted(result.vanished)
         self.sync.refresh(hashes)
-        return count

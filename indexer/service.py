@@ -82,9 +82,8 @@ class IndexerService:
                 break
             with self.work_lock:
                 rec = self.reconciler.folder(root, self.collection.name)
-                report.add(rec)
                 report.scanned_roots += 1
-                self._process(rec.candidates, report, f"indexing {root}")
+                self._process(rec, report, f"indexing {root}")
         self._maybe_complete()
         report.seconds = time.monotonic() - started
         return report
@@ -95,28 +94,28 @@ class IndexerService:
         with self.work_lock:
             for folder in folders:
                 rec = self.reconciler.folder(folder, self.collection.name)
-                report.add(rec)
-                self._process(rec.candidates, report, None)
+                self._process(rec, report, None)
             if files:
-                rec = self.reconciler.paths(files, self.collection.name)
-                report.add(rec)
-                self._process(rec.candidates, report, None)
+                self._process(self.reconciler.paths(files, self.collection.name), report, None)
         self._maybe_complete()
         report.seconds = time.monotonic() - started
         return report
 
-    def _process(self, candidates: list[str], report: RunReport, label: str | None) -> None:
-        if not candidates:
-            return
-        bar = tqdm(total=len(candidates), desc=label, unit="img", disable=not (self.progress and label),
-                   dynamic_ncols=True)
-        try:
-            result = self.pipeline.run(candidates, self.stop, bar)
-        finally:
-            bar.close()
-        report.embedded += result.embedded
-        report.reused += result.reused
-        report.failed += result.failed
+    def _process(self, rec: Reconciled, report: RunReport, label: str | None) -> None:
+        """Candidates first, then deletions: a move's new path must find the content's vector still there."""
+        if rec.candidates:
+            bar = tqdm(total=len(rec.candidates), desc=label, unit="img", disable=not (self.progress and label),
+                       dynamic_ncols=True)
+            try:
+                result = self.pipeline.run(rec.candidates, self.stop, bar)
+            finally:
+                bar.close()
+            report.embedded += result.embedded
+            report.reused += result.reused
+            report.failed += result.failed
+        if not self.stop.is_set():  # a stop mid-run leaves deletions to the next scan: consistent either way
+            self.reconciler.finish(rec)
+        report.add(rec)
 
     def _maybe_complete(self) -> None:
         if not self.stop.is_set():

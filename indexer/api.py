@@ -1,0 +1,449 @@
+"""The owner's local JSON API: search, embeddings, payload edits, status and "index this folder" over HTTP.
+
+The embedded vector stores admit one process at a time, so the process that owns a data home (indexer.owner)
+serves everyone else through this API: a CLI query then costs no model load, and the UI can search while the
+watcher writes. It listens on 127.0.0.1 only, and every endpoint but `/health` and the OpenAPI spec needs
+`Authorization: Bearer <token>` with the token from the data home's 0600 `owner.token`: other local users can
+reach the port, but not read the token.
+
+Vectors are not upserted here: only the owner's indexer writes them, so the catalog and the store stay in step.
+Handlers are plain `def`s: FastAPI runs them in its thread pool, and the model, SQLite and Qdrant Edge all block.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import contextlib
+import dataclasses
+import json
+import logging
+import os
+import queue
+import secrets
+import threading
+import time
+import typing
+import uuid
+from collections import OrderedDict
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Annotated, Any
+
+import numpy as np
+import uvicorn
+from fastapi import APIRouter, Depends, FastAPI, Request
+from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import BaseModel, ConfigDict, Field, create_model
+
+from indexer.decode import DecodeError, decode_image
+from indexer.status import status_report
+from indexer.vectors import (
+    StoreLockedError,
+    UnknownCollectionError,
+    VectorFilter,
+    VectorPoint,
+    VectorStoreUnavailableError,
+    check_collection_name,
+)
+
+log = logging.getLogger(__name__)
+
+MAX_JOBS_KEPT = 100  # finished jobs remembered for GET /jobs/{id}; older ones are forgotten
+
+
+class ApiError(Exception):
+    """An error answer: HTTP status, a stable machine-readable code (clients map it to their own errors), a message."""
+
+    def __init__(self, status: int, code: str, message: str, headers: dict[str, str] | None = None):
+        super().__init__(message)
+        self.status, self.code, self.message, self.headers = status, code, message, headers
+
+
+# -- request bodies -----------------------------------------------------------------------------------------------
+
+
+class Body(BaseModel):
+    model_config = ConfigDict(extra="forbid")  # a misspelt key is an error, not a silently ignored option
+
+
+def _filter_model() -> type[BaseModel]:
+    """The JSON form of `VectorFilter`, built from its own fields: a new filter field needs no edit here."""
+    hints = typing.get_type_hints(VectorFilter)
+    fields = {f.name: (hints[f.name], f.default) for f in dataclasses.fields(VectorFilter)}
+    return create_model("VectorFilterBody", __base__=Body, **fields)
+
+
+FilterBody = _filter_model()
+
+
+class TextsBody(Body):
+    texts: list[str]
+
+
+class ImageBody(Body):
+    path: str | None = None  # absolute path on the owner's machine
+    data_b64: str | None = None  # the file's bytes, base64
+
+
+class QueryBody(Body):
+    vector: list[float]
+    limit: int = Field(10, ge=1, le=10_000)
+    offset: int = Field(0, ge=0)
+    filter: FilterBody | None = None
+    score_threshold: float | None = None
+
+
+class IdsBody(Body):
+    ids: list[str]
+
+
+class RetrieveBody(IdsBody):
+    with_vectors: bool = False
+
+
+class CountBody(Body):
+    filter: FilterBody | None = None
+
+
+class ScrollBody(CountBody):
+    with_vectors: bool = False
+    batch: int = Field(256, ge=1, le=10_000)  # points per store call and per streamed chunk
+
+
+class PayloadBody(IdsBody):
+    payload: dict[str, Any]
+    overwrite: bool = False  # replace the payload instead of merging into it
+
+
+class IndexBody(Body):
+    paths: list[str] = Field(min_length=1)  # absolute folder paths
+
+
+def _vector_filter(body: BaseModel | None) -> VectorFilter | None:
+    return None if body is None else VectorFilter(**dict(body))
+
+
+def _point_json(point: VectorPoint) -> dict[str, Any]:
+    vector = None if point.vector is None else np.asarray(point.vector, dtype=np.float32).tolist()
+    return {"id": point.id, "vector": vector, "payload": point.payload}
+
+
+@contextlib.contextmanager
+def _store_errors() -> Iterator[None]:
+    """The vector store's errors as answers: unknown collection or point → 404, bad input → 422, locked → 503."""
+    try:
+        yield
+    except UnknownCollectionError as err:
+        raise ApiError(404, "unknown_collection", str(err)) from err
+    except KeyError as err:  # set_payload on an id the collection lacks
+        raise ApiError(404, "unknown_point", str(err.args[0]) if err.args else "unknown point") from err
+    except (StoreLockedError, VectorStoreUnavailableError) as err:
+        raise ApiError(503, "store_unavailable", str(err)) from err
+    except ValueError as err:  # invalid collection name, id or vector
+        raise ApiError(422, "invalid", str(err)) from err
+
+
+# -- index jobs ---------------------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class Job:
+    id: str
+    paths: list[str]
+    state: str = "queued"  # queued | running | done | failed
+    report: dict[str, Any] | None = None  # RunReport as a dict once done
+    error: str | None = None
+    submitted: float = dataclasses.field(default_factory=time.time)
+    finished: float | None = None
+
+
+class JobRunner:
+    """Runs `service.scan` for submitted folders, one job at a time in submission order.
+
+    One at a time because scans serialise on the service's work lock anyway, and a single worker keeps a burst of
+    requests from piling threads onto the model.
+    """
+
+    def __init__(self, service):
+        self.service = service
+        self._jobs: OrderedDict[str, Job] = OrderedDict()
+        self._queue: queue.Queue[Job | None] = queue.Queue()
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+
+    def submit(self, roots: tuple[Path, ...]) -> Job:
+        job = Job(uuid.uuid4().hex[:12], [str(r) for r in roots])
+        with self._lock:
+            self._jobs[job.id] = job
+            self._forget_old()
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._work, name="loupe-index-jobs", daemon=True)
+                self._thread.start()
+        self._queue.put(job)
+        return job
+
+    def get(self, job_id: str) -> Job | None:
+        with self._lock:
+            return self._jobs.get(job_id)
+
+    def close(self) -> None:
+        """Let the worker finish the job in hand and exit (a running scan stops early only with `service.stop`)."""
+        self._queue.put(None)
+
+    def _forget_old(self) -> None:
+        finished = [j.id for j in self._jobs.values() if j.state in ("done", "failed")]
+        for job_id in finished[: max(0, len(self._jobs) - MAX_JOBS_KEPT)]:
+            del self._jobs[job_id]
+
+    def _work(self) -> None:
+        while (job := self._queue.get()) is not None:
+            job.state = "running"
+            try:
+                report = self.service.scan(tuple(Path(p) for p in job.paths))
+                job.report, job.state = dataclasses.asdict(report), "done"
+            except Exception as err:  # a failed job is reported to whoever polls it; the owner keeps serving
+                log.exception("index job %s failed", job.id)
+                job.error, job.state = f"{type(err).__name__}: {err}", "failed"
+            job.finished = time.time()
+
+
+# -- handlers -----------------------------------------------------------------------------------------------------
+
+
+class OwnerApi:
+    """The endpoints, bound to one `IndexerService`."""
+
+    def __init__(self, service):
+        self.service = service
+        self.jobs = JobRunner(service)
+        # Model calls take turns: Hugging Face fast tokenizers raise "Already borrowed" when two threads share one,
+        # and concurrent batches on one accelerator only contend for it.
+        self.model_lock = threading.Lock()
+
+    def health(self) -> dict[str, Any]:
+        return {"ok": True, "pid": os.getpid(), "home": str(self.service.settings.home)}
+
+    def status(self) -> dict[str, Any]:
+        service = self.service
+        return status_report(service.catalog, service.store, service.settings, roots=service.roots,
+                             watching=getattr(service, "queue", None) is not None)
+
+    def embed_texts(self, body: TextsBody) -> dict[str, Any]:
+        """Text vectors from the active text tower (a promotion takes effect at the next request)."""
+        active = self.service.slot.active()
+        with self.model_lock:
+            vectors = active.encode_texts(body.texts).float().cpu().numpy()  # (N, D)
+            version = active.text_version
+        return {"vectors": vectors.tolist(), "dim": active.bundle.dim, "text_version": version,
+                "image_tower_id": active.bundle.image_tower_id}
+
+    def embed_image(self, body: ImageBody) -> dict[str, Any]:
+        """An image vector, decoded and preprocessed exactly as the indexer does, so it matches stored vectors."""
+        data, name = _image_bytes(body)
+        bundle = self.service.slot()
+        try:
+            decoded = decode_image(data, min_side=2 * bundle.input_size, name=name,
+                                   max_megapixels=self.service.settings.max_megapixels)
+        except DecodeError as err:
+            raise ApiError(422, "undecodable", str(err)) from err
+        pixels = bundle.preprocess(decoded.image).unsqueeze(0)  # (1, 3, H, W)
+        with self.model_lock:
+            vector = bundle.model.encode_images(pixels)[0].float().cpu().numpy()  # (D,)
+        return {"vector": vector.tolist(), "dim": bundle.dim, "image_tower_id": bundle.image_tower_id}
+
+    def collections(self) -> dict[str, Any]:
+        active = self.service.catalog.active_collection()
+        with _store_errors():
+            names = self.service.store.collections()
+        return {"collections": names, "active": active.name if active else None}
+
+    def query(self, collection: str, body: QueryBody) -> dict[str, Any]:
+        vector = np.asarray(body.vector, dtype=np.float32)
+        with _store_errors():
+            hits = self.service.store.query(check_collection_name(collection), vector, body.limit, body.offset,
+                                            _vector_filter(body.filter), body.score_threshold)
+        return {"hits": [{"id": h.id, "score": h.score, "payload": h.payload} for h in hits]}
+
+    def retrieve(self, collection: str, body: RetrieveBody) -> dict[str, Any]:
+        with _store_errors():
+            points = self.service.store.retrieve(check_collection_name(collection), body.ids, body.with_vectors)
+        return {"points": [_point_json(p) for p in points]}
+
+    def count(self, collection: str, body: CountBody) -> dict[str, Any]:
+        with _store_errors():
+            return {"count": self.service.store.count(check_collection_name(collection), _vector_filter(body.filter))}
+
+    def scroll(self, collection: str, body: ScrollBody) -> StreamingResponse:
+        """Every matching point as NDJSON, one per line, a store batch at a time: memory stays bounded."""
+        with _store_errors():
+            points = self.service.store.scroll(check_collection_name(collection), _vector_filter(body.filter),
+                                               body.with_vectors, body.batch)
+            first = next(points, None)  # errors (unknown collection) surface here, before the 200 is sent
+
+        def lines() -> Iterator[bytes]:
+            if first is None:
+                return
+            chunk = [json.dumps(_point_json(first))]
+            for point in points:
+                chunk.append(json.dumps(_point_json(point)))
+                if len(chunk) >= body.batch:
+                    yield ("\n".join(chunk) + "\n").encode()
+                    chunk = []
+            if chunk:
+                yield ("\n".join(chunk) + "\n").encode()
+
+        return StreamingResponse(lines(), media_type="application/x-ndjson")
+
+    def payload(self, collection: str, body: PayloadBody) -> dict[str, Any]:
+        store, name = self.service.store, check_collection_name(collection)
+        with _store_errors():
+            (store.overwrite_payload if body.overwrite else store.set_payload)(name, body.ids, body.payload)
+        return {"ok": True}
+
+    def delete(self, collection: str, body: IdsBody) -> dict[str, Any]:
+        with _store_errors():
+            self.service.store.delete(check_collection_name(collection), body.ids)
+        return {"ok": True}
+
+    def index(self, body: IndexBody) -> dict[str, Any]:
+        """Add folders to the roots and scan them in the background; poll GET /jobs/{job_id}."""
+        roots = tuple(_folder(p) for p in body.paths)
+        self.service.add_roots(roots)
+        return {"job_id": self.jobs.submit(roots).id}
+
+    def job(self, job_id: str) -> dict[str, Any]:
+        job = self.jobs.get(job_id)
+        if job is None:
+            raise ApiError(404, "unknown_job", f"no index job {job_id!r} (finished jobs are kept {MAX_JOBS_KEPT} deep)")
+        return dataclasses.asdict(job)
+
+
+def _image_bytes(body: ImageBody) -> tuple[bytes, str]:
+    if (body.path is None) == (body.data_b64 is None):
+        raise ApiError(422, "invalid", "send exactly one of 'path' (absolute, on the owner's machine) and 'data_b64'")
+    if body.data_b64 is not None:
+        try:
+            return base64.b64decode(body.data_b64, validate=True), "uploaded image"
+        except binascii.Error as err:
+            raise ApiError(422, "invalid", f"data_b64 is not base64: {err}") from err
+    path = Path(body.path)
+    if not path.is_absolute():
+        raise ApiError(422, "invalid", f"path {body.path!r} is relative; the owner needs an absolute path")
+    try:
+        return path.read_bytes(), str(path)
+    except OSError as err:
+        raise ApiError(422, "unreadable", f"{path}: {err.strerror or err}") from err
+
+
+def _folder(raw: str) -> Path:
+    path = Path(raw)
+    if not path.is_absolute():
+        raise ApiError(422, "invalid", f"path {raw!r} is relative; the owner needs an absolute path")
+    if not path.is_dir():
+        raise ApiError(422, "not_a_folder", f"{raw} is not a folder the owner can see")
+    return path
+
+
+# -- the app ------------------------------------------------------------------------------------------------------
+
+
+def _bearer_check(token: str):
+    """A dependency refusing requests without `Authorization: Bearer <token>` (constant-time comparison)."""
+    scheme = HTTPBearer(auto_error=False, description="the token in <data home>/owner.token")
+    expected = token.encode()
+
+    def check(credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(scheme)]) -> None:
+        given = credentials.credentials.encode() if credentials else b""
+        if not secrets.compare_digest(given, expected):
+            raise ApiError(401, "unauthorized", "missing or wrong token: send 'Authorization: Bearer <token>' with "
+                           "the token in the data home's owner.token", {"WWW-Authenticate": "Bearer"})
+
+    return check
+
+
+def _routes(api: OwnerApi) -> list[tuple[str, str, Any]]:
+    return [
+        ("GET", "/status", api.status),
+        ("POST", "/embed/texts", api.embed_texts),
+        ("POST", "/embed/image", api.embed_image),
+        ("GET", "/vectors/collections", api.collections),
+        ("POST", "/vectors/{collection}/query", api.query),
+        ("POST", "/vectors/{collection}/retrieve", api.retrieve),
+        ("POST", "/vectors/{collection}/count", api.count),
+        ("POST", "/vectors/{collection}/scroll", api.scroll),
+        ("POST", "/vectors/{collection}/payload", api.payload),
+        ("POST", "/vectors/{collection}/delete", api.delete),
+        ("POST", "/index", api.index),
+        ("GET", "/jobs/{job_id}", api.job),
+    ]
+
+
+def create_app(service, token: str) -> FastAPI:
+    """The API of one `IndexerService`; `token` is the owner's secret (`Ownership.token`)."""
+    api = OwnerApi(service)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI):
+        yield
+        api.jobs.close()
+
+    app = FastAPI(title="Loupe owner API", version="1", lifespan=lifespan)
+    app.state.api = api
+    app.add_api_route("/health", api.health, methods=["GET"])  # open: clients probe it before reading the token
+    private = APIRouter(dependencies=[Depends(_bearer_check(token))])
+    for method, path, handler in _routes(api):
+        private.add_api_route(path, handler, methods=[method])
+    app.include_router(private)
+
+    @app.exception_handler(ApiError)
+    async def api_error(request: Request, err: ApiError) -> JSONResponse:
+        return JSONResponse({"detail": err.message, "error": err.code}, err.status, headers=err.headers)
+
+    return app
+
+
+class ApiServer:
+    """uvicorn in a daemon thread, so the owner's main thread stays free for the watch loop and Ctrl-C."""
+
+    def __init__(self, app: FastAPI, host: str = "127.0.0.1", port: int = 0, log_level: str = "warning"):
+        """`port` 0 lets the kernel pick a free one (no race with other processes); read `.port` after `start`."""
+        self.host = host
+        config = uvicorn.Config(app, host=host, port=port, log_level=log_level, access_log=False, lifespan="on")
+        self.server = uvicorn.Server(config)
+        self._thread = threading.Thread(target=self.server.run, name="loupe-api", daemon=True)
+
+    @property
+    def port(self) -> int:
+        return self.server.servers[0].sockets[0].getsockname()[1]
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def start(self, timeout: float = 10.0) -> int:
+        """Start serving and return once the socket listens (the port to publish)."""
+        self._thread.start()
+        deadline = time.monotonic() + timeout
+        while not self.server.started:
+            if not self._thread.is_alive():
+                raise RuntimeError(f"the API server failed to start on {self.host}:{self.server.config.port} "
+                                   "(see the error above)")
+            if time.monotonic() > deadline:
+                self.stop()
+                raise TimeoutError(f"the API server did not listen within {timeout:.0f} s")
+            time.sleep(0.005)
+        return self.port
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self.server.should_exit = True
+        if self._thread.is_alive():
+            self._thread.join(timeout)
+
+    def __enter__(self) -> ApiServer:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

@@ -1,0 +1,121 @@
+"""`python -m indexer`: index folders, keep them live with --watch, show status, forget folders.
+
+    python -m indexer ~/Pictures                 scan once (new, changed, moved, deleted files)
+    python -m indexer ~/Pictures --watch         scan, then follow changes until Ctrl-C; serves the local API
+    python -m indexer /mnt/nas --watch --poll 30 poll instead of inotify (network mounts)
+    python -m indexer status [--json]            files indexed / pending / failed (with reasons) / deleted
+    python -m indexer forget FOLDER              drop a folder's files from the index (e.g. a retired drive)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import signal
+import sys
+from dataclasses import asdict
+from pathlib import Path
+
+from indexer.settings import DEFAULT_IGNORES, DEFAULT_MODEL, IndexerSettings
+
+log = logging.getLogger("indexer")
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--home", help="data home (default: $LOUPE_HOME or ~/.loupe)")
+    parser.add_argument("--db-url", help="SQLAlchemy URL of the catalog (default: SQLite in the data home; "
+                                         "env LOUPE_DB_URL)")
+    parser.add_argument("--qdrant-url", help="Qdrant server URL (default: embedded Qdrant Edge; env LOUPE_QDRANT_URL)")
+    parser.add_argument("--qdrant-api-key", help="Qdrant API key (env LOUPE_QDRANT_API_KEY)")
+    parser.add_argument("--json", action="store_true", help="machine-readable output on stdout")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m indexer", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("paths", nargs="+", type=Path, metavar="PATH", help="folders to index")
+    parser.add_argument("--watch", action="store_true", help="after the scan, follow changes until Ctrl-C")
+    parser.add_argument("--poll", type=float, metavar="SECONDS", help="poll every SECONDS instead of native events")
+    parser.add_argument("--settle", type=float, default=2.0, metavar="SECONDS",
+                        help="a file must be unchanged this long before it is read (default 2)")
+    parser.add_argument("--model", help=f"model preset (default: the index's recorded model, else {DEFAULT_MODEL}); "
+                                        "changing it builds a new collection while the old one serves")
+    parser.add_argument("--device", help="cpu, cuda, cuda:N (default: CUDA when available)")
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--workers", type=int, help="decode threads (default: CPU count, at most 8)")
+    parser.add_argument("--follow-symlinks", action="store_true", help="enter symlinked folders (loops detected)")
+    parser.add_argument("--include-hidden", action="store_true", help="also index dot-files and dot-folders")
+    parser.add_argument("--ignore", action="append", default=[], metavar="GLOB",
+                        help=f"skip names matching GLOB (repeatable; always skipped: {' '.join(DEFAULT_IGNORES)})")
+    parser.add_argument("--no-thumbnails", action="store_true", help="do not write thumbnails")
+    parser.add_argument("--max-megapixels", type=float, default=180.0, help="refuse larger images (bomb guard)")
+    parser.add_argument("--port", type=int, default=0, help="local API port with --watch (default: a free one)")
+    for name, help_text in (("--shard-number", "Qdrant server: shards per collection"),
+                            ("--replication-factor", "Qdrant server: copies of each shard"),
+                            ("--write-consistency-factor", "Qdrant server: replicas that must ack a write")):
+        parser.add_argument(name, type=int, default=1, help=help_text)
+    _common(parser)
+    return parser
+
+
+def settings_from(args: argparse.Namespace) -> IndexerSettings:
+    roots = tuple(p.expanduser().resolve() for p in args.paths)
+    return IndexerSettings.from_env(
+        home=args.home, roots=roots, model=args.model, device=args.device, db_url=args.db_url,
+        qdrant_url=args.qdrant_url, qdrant_api_key=args.qdrant_api_key, shard_number=args.shard_number,
+        replication_factor=args.replication_factor, write_consistency_factor=args.write_consistency_factor,
+        watch=args.watch, poll=args.poll, settle=args.settle, batch_size=args.batch_size, workers=args.workers,
+        follow_symlinks=args.follow_symlinks, include_hidden=args.include_hidden,
+        ignore=DEFAULT_IGNORES + tuple(args.ignore), thumbnails=not args.no_thumbnails,
+        max_megapixels=args.max_megapixels,
+    )
+
+
+def _setup_logging(verbose: bool) -> None:
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    for noisy in ("httpx", "uvicorn.access", "watchdog"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] in ("status", "forget"):
+        from indexer.cli_admin import main as admin_main
+
+        return admin_main(argv)
+    args = build_parser().parse_args(argv)
+    _setup_logging(args.verbose)
+    missing = [str(p) for p in args.paths if not p.expanduser().is_dir()]
+    if missing:
+        print(f"error: not a folder: {', '.join(missing)}", file=sys.stderr)
+        return 2
+    settings = settings_from(args)
+    from indexer.run import run
+
+    return run(settings, as_json=args.json, port=args.port)
+
+
+def print_report(report, as_json: bool) -> None:
+    data = asdict(report)
+    if as_json:
+        print(json.dumps(data))
+        return
+    print(f"{data['embedded']} embedded, {data['reused']} reused (moved/renamed/duplicate), {data['failed']} failed, "
+          f"{data['deleted']} deleted, {data['unchanged']} unchanged in {data['seconds']:.1f}s")
+    for root in data["skipped_roots"]:
+        print(f"warning: {root} looked unmounted or empty; its files were left as they are", file=sys.stderr)
+
+
+def install_stop_handlers(stop) -> None:
+    """Ctrl-C / SIGTERM: finish the batch in flight, flush, exit 0 (a second Ctrl-C aborts at once)."""
+
+    def handler(signum, _frame):
+        if stop.is_set():
+            raise KeyboardInterrupt
+        log.info("stopping after the current batch (Ctrl-C again to abort)")
+        stop.set()
+
+    signal.signal(signal.SIGINT, handler)
+    signal.signal(signal.SIGTERM, handler)

@@ -1,0 +1,112 @@
+"""The main job: take ownership of the data home, scan, then (with --watch) follow changes and serve the API.
+
+When another process already owns the data home, a one-off scan is handed to it (`/index`) instead of failing:
+the owner has the stores open and the model warm.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import sys
+import time
+
+from indexer.cli import install_stop_handlers, print_report
+from indexer.owner import HomeOwnedError, Ownership
+from indexer.settings import IndexerSettings
+from indexer.vectors import VectorStoreError
+
+log = logging.getLogger("indexer")
+
+
+def run(settings: IndexerSettings, *, as_json: bool = False, port: int = 0) -> int:
+    try:
+        ownership = _own(settings)
+    except HomeOwnedError as err:
+        if settings.watch:
+            print(f"error: {err}", file=sys.stderr)
+            return 1
+        return _delegate(settings, err, as_json)
+    with ownership or contextlib.nullcontext():
+        try:
+            from indexer.service import IndexerService
+
+            service = IndexerService(settings, progress=not as_json and sys.stderr.isatty())
+        except VectorStoreError as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 1
+        try:
+            return _work(service, ownership, settings, as_json, port)
+        finally:
+            service.close()
+
+
+def _own(settings: IndexerSettings) -> Ownership | None:
+    """The embedded store admits one process; with a Qdrant server, vectors need no owner (but the API still
+    needs one publisher when watching)."""
+    if settings.qdrant_url is None or settings.watch:
+        return Ownership.acquire(settings.home, "indexer --watch" if settings.watch else "indexer scan")
+    return None
+
+
+def _work(service, ownership, settings: IndexerSettings, as_json: bool, port: int) -> int:
+    install_stop_handlers(service.stop)
+    server = _start_api(service, ownership, port) if settings.watch and ownership is not None else None
+    try:
+        report = service.scan()
+        print_report(report, as_json)
+        if settings.watch and not service.stop.is_set():
+            if not as_json:
+                print(f"watching {len(service.roots)} folder(s); Ctrl-C to stop", file=sys.stderr)
+            service.watch(on_batch=lambda r: _log_batch(r, as_json))
+    finally:
+        if server is not None:
+            server.stop()
+    return 0
+
+
+def _log_batch(report, as_json: bool) -> None:
+    if as_json:
+        from dataclasses import asdict
+
+        print(json.dumps({"event": "batch", **asdict(report)}), flush=True)
+    else:
+        log.info("%d embedded, %d reused, %d failed, %d deleted", report.embedded, report.reused, report.failed,
+                 report.deleted)
+
+
+def _start_api(service, ownership: Ownership, port: int):
+    from indexer.api import ApiServer, create_app
+    from indexer.owner import free_port
+
+    port = port or free_port()
+    server = ApiServer(create_app(service, ownership.token), "127.0.0.1", port)
+    server.start()
+    ownership.publish("127.0.0.1", port)
+    log.info("local API on http://127.0.0.1:%d (token in %s)", port, settings_token_path(service))
+    return server
+
+
+def settings_token_path(service) -> str:
+    return str(service.settings.home / "owner.token")
+
+
+def _delegate(settings: IndexerSettings, err: HomeOwnedError, as_json: bool) -> int:
+    from indexer.client import OwnerClient
+
+    client = OwnerClient.find(settings.home)
+    if client is None:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    print(f"the data home is owned by process {err.owner.pid if err.owner else '?'}; asking it to index "
+          f"{', '.join(map(str, settings.roots))}", file=sys.stderr)
+    job = client.index([str(p) for p in settings.roots])
+    started = time.monotonic()
+    result = client.wait(job, timeout=None)
+    if as_json:
+        print(json.dumps(result))
+    else:
+        report = result.get("report") or {}
+        print(f"{result.get('state')}: {report} in {time.monotonic() - started:.1f}s")
+    return 0 if result.get("state") == "done" else 1
