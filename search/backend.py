@@ -1,0 +1,131 @@
+"""Where a search runs: in this process (opening the stores) or through the data home's owner (its local API).
+
+Both backends offer the same four things — encode texts, encode an image, the vector store, the active collection —
+so the engine has one ranking path and both give identical results. The owner backend never imports torch: a CLI
+query through a running indexer costs an HTTP round trip, not a model load.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+from indexer.vectors import VectorStore
+
+log = logging.getLogger(__name__)
+
+
+class NoIndexError(RuntimeError):
+    """The data home has no index yet."""
+
+
+@dataclass(frozen=True)
+class CollectionRef:
+    name: str
+    model: str
+    image_tower_id: str
+    dim: int
+
+
+class Backend(Protocol):
+    store: VectorStore
+    collection: CollectionRef
+    home: Path
+    kind: str  # 'local' or 'owner'
+
+    def encode_texts(self, texts: list[str]) -> np.ndarray: ...  # (N, D) unit float32
+
+    def encode_image(self, path: Path | None = None, data: bytes | None = None) -> np.ndarray: ...  # (D,)
+
+    def close(self) -> None: ...
+
+
+class OwnerBackend:
+    """Everything through the owner's API (the owner holds the stores and a warm model)."""
+
+    kind = "owner"
+
+    def __init__(self, client, home: Path):
+        from indexer.client import RemoteVectorStore
+
+        self.client, self.home = client, home
+        self.store = RemoteVectorStore(client)
+        info = client.status().get("collection")
+        if not info:
+            raise NoIndexError(f"nothing is indexed in {home} yet: run `python -m indexer FOLDER` first")
+        self.collection = CollectionRef(info["name"], info["model"], info["image_tower_id"], info["dim"])
+
+    def encode_texts(self, texts: list[str]) -> np.ndarray:
+        return self.client.embed_texts(texts)
+
+    def encode_image(self, path: Path | None = None, data: bytes | None = None) -> np.ndarray:
+        return self.client.embed_image(path=path, data=data)
+
+    def close(self) -> None:
+        pass
+
+
+class LocalBackend:
+    """Opens the catalog, the vector store and (lazily) the model of the active collection itself.
+
+    With the embedded store this process takes ownership of the data home for as long as it runs, so an indexer
+    started meanwhile gets a clear "owned by" message instead of a store error.
+    """
+
+    kind = "local"
+
+    def __init__(self, home: Path, db_url: str | None = None, qdrant_url: str | None = None,
+                 qdrant_api_key: str | None = None, device: str | None = None, own: bool = True):
+        from indexer.catalog import Catalog
+        from indexer.owner import Ownership
+        from indexer.vectors import open_vector_store
+
+        self.home = home
+        self._ownership = Ownership.acquire(home, "search") if own and qdrant_url is None else None
+        try:
+            self.catalog = Catalog.for_home(home, db_url)
+            active = self.catalog.active_collection()
+            if active is None:
+                raise NoIndexError(f"nothing is indexed in {home} yet: run `python -m indexer FOLDER` first")
+            self.collection = CollectionRef(active.name, active.model, active.image_tower_id, active.dim)
+            self.store = open_vector_store(home, qdrant_url, qdrant_api_key)
+        except BaseException:
+            self.close()
+            raise
+        from indexer.modelslot import ModelSlot
+
+        self.slot = ModelSlot(active.model, device, home)
+
+    def encode_texts(self, texts: list[str]) -> np.ndarray:
+        return self.slot.active().encode_texts(list(texts)).cpu().numpy()
+
+    def encode_image(self, path: Path | None = None, data: bytes | None = None) -> np.ndarray:
+        from indexer.decode import decode_image
+
+        bundle = self.slot()
+        raw = data if data is not None else Path(path).read_bytes()
+        decoded = decode_image(raw, min_side=2 * bundle.input_size, name=str(path or "upload"))
+        pixels = bundle.preprocess(decoded.image)[None]
+        return bundle.model.encode_images(pixels)[0].cpu().numpy()
+
+    def close(self) -> None:
+        for resource in (getattr(self, "store", None), getattr(self, "catalog", None)):
+            if resource is not None:
+                resource.close()
+        if self._ownership is not None:
+            self._ownership.release()
+
+
+def open_backend(home: Path, *, prefer_owner: bool = True, **local_options) -> Backend:
+    """The owner's API when an owner runs, else the stores in-process."""
+    if prefer_owner:
+        from indexer.client import OwnerClient
+
+        client = OwnerClient.find(home)
+        if client is not None:
+            return OwnerBackend(client, home)
+    return LocalBackend(home, **local_options)

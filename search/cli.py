@@ -1,0 +1,126 @@
+"""`python -m search`: find photos by typing what is in them.
+
+    python -m search "dog on the beach"
+    python -m search "beach + 0.5*sunset - people"          weighted terms; '-' pushes results down
+    python -m search beach --and sunset --not people        the same with flags
+    python -m search --like ~/Pictures/cat.jpg              more like this photo (in the library or not)
+    python -m search "birthday cake" --folder ~/Pictures/2023 --after 2023-06-01 --type jpg --json
+
+Only photos that match well are listed (calibrated against generic captions and the library); when none do, the
+answer is "no good match". `--min-score 0` lists the closest photos anyway. When an indexer owns the data home
+the query goes through it (no model load here); otherwise the stores are opened in this process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+
+from indexer.vectors import VectorFilter
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m search", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("query", nargs="?", default="", help="what to look for; inline syntax: a + 0.5*b - c")
+    p.add_argument("--and", dest="also", action="append", default=[], metavar="TEXT", help="another positive term")
+    p.add_argument("--not", dest="without", action="append", default=[], metavar="TEXT", help="a negative term")
+    p.add_argument("--like", action="append", default=[], type=Path, metavar="IMAGE", help="more like this image")
+    p.add_argument("--unlike", action="append", default=[], type=Path, metavar="IMAGE", help="less like this image")
+    f = p.add_argument_group("filters")
+    f.add_argument("--folder", type=Path, help="only this folder and its subfolders")
+    f.add_argument("--after", help="taken on or after this date (YYYY-MM-DD or ISO 8601)")
+    f.add_argument("--before", help="taken before this date")
+    f.add_argument("--tag", action="append", default=[], help="has this tag (repeat: all of them)")
+    f.add_argument("--any-tag", action="append", default=[], help="has any of these tags")
+    f.add_argument("--type", action="append", default=[], metavar="EXT", help="file type, e.g. jpg, heic")
+    f.add_argument("--camera", action="append", default=[], help="camera 'Make Model'")
+    p.add_argument("--limit", type=int, default=20)
+    p.add_argument("--offset", type=int, default=0)
+    p.add_argument("--min-score", type=float, help="keep results with calibrated score ≥ this (0..1); "
+                                                   "default: relevant ones only")
+    p.add_argument("--no-collapse", action="store_true", help="show near-duplicates separately")
+    p.add_argument("--local", action="store_true", help="open the stores here even if an indexer owns the home")
+    p.add_argument("--home", help="data home (default: $LOUPE_HOME or ~/.loupe)")
+    p.add_argument("--db-url", help="catalog URL (env LOUPE_DB_URL)")
+    p.add_argument("--qdrant-url", help="Qdrant server URL (env LOUPE_QDRANT_URL)")
+    p.add_argument("--device", help="cpu, cuda (in-process only)")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    return p
+
+
+def parse_date(text: str | None) -> float | None:
+    if not text:
+        return None
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise SystemExit(f"error: not a date: {text!r} (use YYYY-MM-DD)") from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=timezone.utc)
+    return moment.timestamp()
+
+
+def filter_from(args: argparse.Namespace) -> VectorFilter | None:
+    flt = VectorFilter(
+        folder=str(args.folder.expanduser().resolve()) if args.folder else None,
+        taken_from=parse_date(args.after), taken_to=parse_date(args.before), tags_all=tuple(args.tag),
+        tags_any=tuple(args.any_tag), exts=tuple(e.lower().lstrip(".") for e in args.type),
+        cameras=tuple(args.camera))
+    return None if flt == VectorFilter() else flt
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from search.backend import NoIndexError
+    from search.engine import SearchEngine
+    from search.query import build_query
+
+    try:
+        query = build_query(args.query, also=args.also, without=args.without, like=args.like, unlike=args.unlike)
+    except ValueError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    missing = [str(p) for p in args.like + args.unlike if not p.expanduser().is_file()]
+    if missing:
+        print(f"error: no such image: {', '.join(missing)}", file=sys.stderr)
+        return 2
+    from models.home import data_home
+
+    home = data_home(args.home)
+    try:
+        engine = SearchEngine.open(home, prefer_owner=not args.local, db_url=_env(args.db_url, "LOUPE_DB_URL"),
+                                   qdrant_url=_env(args.qdrant_url, "LOUPE_QDRANT_URL"), device=args.device)
+    except (NoIndexError, RuntimeError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    try:
+        page = engine.search(query, filter=filter_from(args), limit=args.limit, offset=args.offset,
+                             min_score=args.min_score, collapse_duplicates=not args.no_collapse)
+    finally:
+        engine.close()
+    print(json.dumps(page.to_json(), indent=2) if args.json else render(page))
+    return 0
+
+
+def _env(value: str | None, name: str) -> str | None:
+    import os
+
+    return value or os.environ.get(name) or None
+
+
+def render(page) -> str:
+    if not page.results:
+        return f"no good match for {page.query!r}" + (" (try --min-score 0 for the closest photos)"
+                                                        if page.no_good_match else "")
+    lines = [f"{'score':>5}  {'rel':>3}  {'taken':10}  path"]
+    for r in page.results:
+        taken = (r.taken_at or "")[:10]
+        extra = f"  (+{len(r.duplicates)} similar)" if r.duplicates else ""
+        lines.append(f"{r.calibrated:5.2f}  {'yes' if r.relevant else 'no':>3}  {taken:10}  {r.path}{extra}")
+    if page.no_good_match:
+        lines.append("no good match; these are the closest photos")
+    return "\n".join(lines)
