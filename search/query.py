@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 _SPLIT = re.compile(r"\s+([+-])\s+")
+_DANGLING = re.compile(r"(^[+-]\s)|(\s[+-]$)")
 _WEIGHTED = re.compile(r"^\s*(\d+(?:\.\d+)?|\.\d+)\s*\*\s*(.+?)\s*$")
 
 
@@ -53,6 +54,8 @@ def parse_inline(text: str) -> list[Term]:
     text = text.strip()
     if not text:
         return []
+    if _DANGLING.search(text):
+        raise ValueError(f"operator without a term in query {text!r}")
     pieces = _SPLIT.split(text)
     terms, sign = [], 1.0
     for i, piece in enumerate(pieces):
