@@ -4,10 +4,9 @@ The embedded vector stores admit one process at a time, so the process that owns
 serves everyone else through this API: a CLI query then costs no model load, and the UI can search while the
 watcher writes. It listens on 127.0.0.1 only, and every endpoint but `/health` and the OpenAPI spec needs
 `Authorization: Bearer <token>` with the token from the data home's 0600 `owner.token`: other local users can
-reach the port, but not read the token.
-
-Vectors are not upserted here: only the owner's indexer writes them, so the catalog and the store stay in step.
-Handlers are plain `def`s: FastAPI runs them in its thread pool, and the model, SQLite and Qdrant Edge all block.
+reach the port, but not read the token. Vectors are not upserted here: only the owner's indexer writes them, so the
+catalog and the store stay in step. Handlers are plain `def`s: FastAPI runs them in its thread pool (all of the
+model, SQLite and Qdrant Edge block).
 """
 
 from __future__ import annotations
@@ -16,16 +15,14 @@ import base64
 import binascii
 import contextlib
 import dataclasses
+import itertools
 import json
 import logging
 import os
-import queue
 import secrets
 import threading
 import time
 import typing
-import uuid
-from collections import OrderedDict
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any
@@ -38,19 +35,20 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
 from indexer.decode import DecodeError, decode_image
+from indexer.jobs import MAX_JOBS_KEPT, JobRunner
 from indexer.status import status_report
 from indexer.vectors import (
     StoreLockedError,
     UnknownCollectionError,
     VectorFilter,
     VectorPoint,
+    VectorStoreError,
     VectorStoreUnavailableError,
     check_collection_name,
 )
 
 log = logging.getLogger(__name__)
 
-MAX_JOBS_KEPT = 100  # finished jobs remembered for GET /jobs/{id}; older ones are forgotten
 
 
 class ApiError(Exception):
@@ -132,7 +130,8 @@ def _point_json(point: VectorPoint) -> dict[str, Any]:
 
 @contextlib.contextmanager
 def _store_errors() -> Iterator[None]:
-    """The vector store's errors as answers: unknown collection or point → 404, bad input → 422, locked → 503."""
+    """The vector store's errors as answers (404 unknown collection or point, 422 bad input, 503 locked, 500 else),
+    each with a code the client maps back to the exception a local store raises."""
     try:
         yield
     except UnknownCollectionError as err:
@@ -143,70 +142,8 @@ def _store_errors() -> Iterator[None]:
         raise ApiError(503, "store_unavailable", str(err)) from err
     except ValueError as err:  # invalid collection name, id or vector
         raise ApiError(422, "invalid", str(err)) from err
-
-
-# -- index jobs ---------------------------------------------------------------------------------------------------
-
-
-@dataclasses.dataclass
-class Job:
-    id: str
-    paths: list[str]
-    state: str = "queued"  # queued | running | done | failed
-    report: dict[str, Any] | None = None  # RunReport as a dict once done
-    error: str | None = None
-    submitted: float = dataclasses.field(default_factory=time.time)
-    finished: float | None = None
-
-
-class JobRunner:
-    """Runs `service.scan` for submitted folders, one job at a time in submission order.
-
-    One at a time because scans serialise on the service's work lock anyway, and a single worker keeps a burst of
-    requests from piling threads onto the model.
-    """
-
-    def __init__(self, service):
-        self.service = service
-        self._jobs: OrderedDict[str, Job] = OrderedDict()
-        self._queue: queue.Queue[Job | None] = queue.Queue()
-        self._lock = threading.Lock()
-        self._thread: threading.Thread | None = None
-
-    def submit(self, roots: tuple[Path, ...]) -> Job:
-        job = Job(uuid.uuid4().hex[:12], [str(r) for r in roots])
-        with self._lock:
-            self._jobs[job.id] = job
-            self._forget_old()
-            if self._thread is None:
-                self._thread = threading.Thread(target=self._work, name="loupe-index-jobs", daemon=True)
-                self._thread.start()
-        self._queue.put(job)
-        return job
-
-    def get(self, job_id: str) -> Job | None:
-        with self._lock:
-            return self._jobs.get(job_id)
-
-    def close(self) -> None:
-        """Let the worker finish the job in hand and exit (a running scan stops early only with `service.stop`)."""
-        self._queue.put(None)
-
-    def _forget_old(self) -> None:
-        finished = [j.id for j in self._jobs.values() if j.state in ("done", "failed")]
-        for job_id in finished[: max(0, len(self._jobs) - MAX_JOBS_KEPT)]:
-            del self._jobs[job_id]
-
-    def _work(self) -> None:
-        while (job := self._queue.get()) is not None:
-            job.state = "running"
-            try:
-                report = self.service.scan(tuple(Path(p) for p in job.paths))
-                job.report, job.state = dataclasses.asdict(report), "done"
-            except Exception as err:  # a failed job is reported to whoever polls it; the owner keeps serving
-                log.exception("index job %s failed", job.id)
-                job.error, job.state = f"{type(err).__name__}: {err}", "failed"
-            job.finished = time.time()
+    except VectorStoreError as err:  # e.g. a vector of the wrong dimension (Qdrant Edge says so in its message)
+        raise ApiError(500, "store_error", str(err)) from err
 
 
 # -- handlers -----------------------------------------------------------------------------------------------------
@@ -222,7 +159,8 @@ class OwnerApi:
         # and concurrent batches on one accelerator only contend for it.
         self.model_lock = threading.Lock()
 
-    def health(self) -> dict[str, Any]:
+    async def health(self) -> dict[str, Any]:
+        """Answered on the event loop, never queued behind blocking handlers: clients give it one second."""
         return {"ok": True, "pid": os.getpid(), "home": str(self.service.settings.home)}
 
     def status(self) -> dict[str, Any]:
@@ -232,7 +170,7 @@ class OwnerApi:
 
     def embed_texts(self, body: TextsBody) -> dict[str, Any]:
         """Text vectors from the active text tower (a promotion takes effect at the next request)."""
-        active = self.service.slot.active()
+        active = self.service.serving_slot().active()
         with self.model_lock:
             vectors = active.encode_texts(body.texts).float().cpu().numpy()  # (N, D)
             version = active.text_version
@@ -242,7 +180,7 @@ class OwnerApi:
     def embed_image(self, body: ImageBody) -> dict[str, Any]:
         """An image vector, decoded and preprocessed exactly as the indexer does, so it matches stored vectors."""
         data, name = _image_bytes(body)
-        bundle = self.service.slot()
+        bundle = self.service.serving_slot()()
         try:
             decoded = decode_image(data, min_side=2 * bundle.input_size, name=name,
                                    max_megapixels=self.service.settings.max_megapixels)
@@ -283,16 +221,14 @@ class OwnerApi:
             first = next(points, None)  # errors (unknown collection) surface here, before the 200 is sent
 
         def lines() -> Iterator[bytes]:
-            if first is None:
-                return
-            chunk = [json.dumps(_point_json(first))]
-            for point in points:
-                chunk.append(json.dumps(_point_json(point)))
+            chunk: list[str] = []
+            for point in itertools.chain([first] if first else [], points):
+                chunk.append(json.dumps(_point_json(point)) + "\n")
                 if len(chunk) >= body.batch:
-                    yield ("\n".join(chunk) + "\n").encode()
+                    yield "".join(chunk).encode()
                     chunk = []
             if chunk:
-                yield ("\n".join(chunk) + "\n").encode()
+                yield "".join(chunk).encode()
 
         return StreamingResponse(lines(), media_type="application/x-ndjson")
 
@@ -328,9 +264,7 @@ def _image_bytes(body: ImageBody) -> tuple[bytes, str]:
             return base64.b64decode(body.data_b64, validate=True), "uploaded image"
         except binascii.Error as err:
             raise ApiError(422, "invalid", f"data_b64 is not base64: {err}") from err
-    path = Path(body.path)
-    if not path.is_absolute():
-        raise ApiError(422, "invalid", f"path {body.path!r} is relative; the owner needs an absolute path")
+    path = _absolute(body.path)
     try:
         return path.read_bytes(), str(path)
     except OSError as err:
@@ -338,46 +272,49 @@ def _image_bytes(body: ImageBody) -> tuple[bytes, str]:
 
 
 def _folder(raw: str) -> Path:
-    path = Path(raw)
-    if not path.is_absolute():
-        raise ApiError(422, "invalid", f"path {raw!r} is relative; the owner needs an absolute path")
+    path = _absolute(raw)
     if not path.is_dir():
         raise ApiError(422, "not_a_folder", f"{raw} is not a folder the owner can see")
     return path
 
 
+def _absolute(raw: str) -> Path:
+    """Paths are the owner's: a relative one would resolve against the owner's working folder, not the caller's."""
+    if not Path(raw).is_absolute():
+        raise ApiError(422, "invalid", f"path {raw!r} is relative; the owner needs an absolute path")
+    return Path(raw)
+
+
 # -- the app ------------------------------------------------------------------------------------------------------
 
 
-def _bearer_check(token: str):
-    """A dependency refusing requests without `Authorization: Bearer <token>` (constant-time comparison)."""
-    scheme = HTTPBearer(auto_error=False, description="the token in <data home>/owner.token")
-    expected = token.encode()
+_BEARER = HTTPBearer(auto_error=False, description="the token in <data home>/owner.token")
 
-    def check(credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(scheme)]) -> None:
+
+class BearerCheck:
+    """A dependency refusing requests without `Authorization: Bearer <token>` (constant-time comparison)."""
+
+    def __init__(self, token: str):
+        self._expected = token.encode()
+
+    def __call__(self, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_BEARER)]) -> None:
         given = credentials.credentials.encode() if credentials else b""
-        if not secrets.compare_digest(given, expected):
+        if not secrets.compare_digest(given, self._expected):
             raise ApiError(401, "unauthorized", "missing or wrong token: send 'Authorization: Bearer <token>' with "
                            "the token in the data home's owner.token", {"WWW-Authenticate": "Bearer"})
 
-    return check
 
-
-def _routes(api: OwnerApi) -> list[tuple[str, str, Any]]:
-    return [
-        ("GET", "/status", api.status),
-        ("POST", "/embed/texts", api.embed_texts),
-        ("POST", "/embed/image", api.embed_image),
-        ("GET", "/vectors/collections", api.collections),
-        ("POST", "/vectors/{collection}/query", api.query),
-        ("POST", "/vectors/{collection}/retrieve", api.retrieve),
-        ("POST", "/vectors/{collection}/count", api.count),
-        ("POST", "/vectors/{collection}/scroll", api.scroll),
-        ("POST", "/vectors/{collection}/payload", api.payload),
-        ("POST", "/vectors/{collection}/delete", api.delete),
-        ("POST", "/index", api.index),
-        ("GET", "/jobs/{job_id}", api.job),
-    ]
+# (method, path, OwnerApi method): everything but /health needs the token. No upsert: only the indexer writes vectors.
+PRIVATE_ROUTES = [
+    ("GET", "/status", "status"),
+    ("POST", "/embed/texts", "embed_texts"),
+    ("POST", "/embed/image", "embed_image"),
+    ("GET", "/vectors/collections", "collections"),
+    *(("POST", f"/vectors/{{collection}}/{op}", op)
+      for op in ("query", "retrieve", "count", "scroll", "payload", "delete")),
+    ("POST", "/index", "index"),
+    ("GET", "/jobs/{job_id}", "job"),
+]
 
 
 def create_app(service, token: str) -> FastAPI:
@@ -392,9 +329,9 @@ def create_app(service, token: str) -> FastAPI:
     app = FastAPI(title="Loupe owner API", version="1", lifespan=lifespan)
     app.state.api = api
     app.add_api_route("/health", api.health, methods=["GET"])  # open: clients probe it before reading the token
-    private = APIRouter(dependencies=[Depends(_bearer_check(token))])
-    for method, path, handler in _routes(api):
-        private.add_api_route(path, handler, methods=[method])
+    private = APIRouter(dependencies=[Depends(BearerCheck(token))])
+    for method, path, handler in PRIVATE_ROUTES:
+        private.add_api_route(path, getattr(api, handler), methods=[method])
     app.include_router(private)
 
     @app.exception_handler(ApiError)
@@ -417,10 +354,6 @@ class ApiServer:
     @property
     def port(self) -> int:
         return self.server.servers[0].sockets[0].getsockname()[1]
-
-    @property
-    def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
 
     def start(self, timeout: float = 10.0) -> int:
         """Start serving and return once the socket listens (the port to publish)."""

@@ -14,6 +14,7 @@ import http.client
 import json
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -71,8 +72,8 @@ class OwnerClient:
         info, token = found
         client = cls.for_owner(info, token, Path(home))
         try:
-            health = client._call("GET", "/health", timeout=HEALTH_TIMEOUT, auth=False)
-        except OwnerError:
+            health = client.health()
+        except (OwnerError, ValueError):  # ValueError: something else answers on that port, not in JSON
             return None
         return client if health.get("pid") == info.pid else None  # another process reused the port
 
@@ -110,7 +111,7 @@ class OwnerClient:
 
     def job(self, job_id: str) -> dict[str, Any]:
         """{id, paths, state: queued|running|done|failed, report, error, submitted, finished}."""
-        return self._call("GET", f"/jobs/{job_id}")
+        return self._call("GET", f"/jobs/{_quote(job_id)}")
 
     def wait(self, job_id: str, timeout: float | None = None, poll: float = 0.1) -> dict[str, Any]:
         """Poll until the job is done or failed (returned, not raised); TimeoutError after `timeout` seconds."""
@@ -221,7 +222,7 @@ class RemoteVectorStore:
                batch: int = 256) -> Iterator[VectorPoint]:
         """Every matching point, streamed as NDJSON and parsed line by line: a whole library in bounded memory."""
         body = {"filter": _filter_json(filter), "with_vectors": with_vectors, "batch": batch}
-        with _store_errors(), self.client._open("POST", f"/vectors/{name}/scroll", body) as response:
+        with _store_errors(), self.client._open("POST", f"/vectors/{_quote(name)}/scroll", body) as response:
             for line in response:
                 if line.strip():
                     yield _point(json.loads(line))
@@ -231,7 +232,7 @@ class RemoteVectorStore:
 
     def _post(self, name: str, op: str, body: dict[str, Any]) -> Any:
         with _store_errors():
-            return self.client._call("POST", f"/vectors/{name}/{op}", body)
+            return self.client._call("POST", f"/vectors/{_quote(name)}/{op}", body)
 
     def _read_only(self, what: str) -> ReadOnlyStoreError:
         who = f"process {self.client.pid}" if self.client.pid else "the owner"
@@ -241,8 +242,8 @@ class RemoteVectorStore:
 
 @contextlib.contextmanager
 def _store_errors() -> Iterator[None]:
-    """The owner's answers as a local store raises them (KeyError for unknown points, ValueError for bad input),
-    so code written against `VectorStore` handles a remote store the same way."""
+    """The owner's answers as a local store raises them (KeyError for unknown points, ValueError for bad input,
+    VectorStoreError for the store's own failures), so code written for `VectorStore` handles a remote one alike."""
     try:
         yield
     except OwnerRequestError as err:
@@ -250,6 +251,8 @@ def _store_errors() -> Iterator[None]:
             raise KeyError(err.detail) from err
         if err.status == 422:
             raise ValueError(err.detail) from err
+        if err.code in ("store_error", "store_unavailable"):
+            raise VectorStoreError(err.detail) from err
         raise
 
 
@@ -260,3 +263,8 @@ def _filter_json(flt: VectorFilter | None) -> dict[str, Any] | None:
 def _point(raw: dict[str, Any]) -> VectorPoint:
     vector = raw.get("vector")
     return VectorPoint(raw["id"], None if vector is None else np.asarray(vector, dtype=np.float32), raw["payload"])
+
+
+def _quote(part: str) -> str:
+    """One URL path segment: an odd collection name reaches the owner (which explains what is wrong with it)."""
+    return urllib.parse.quote(str(part), safe="")

@@ -2,8 +2,9 @@
 
 The indexer reads each file once, hashes the bytes and decodes from the same bytes here. Decoding dominates the
 indexer's CPU time, so JPEGs use libjpeg's reduced-size DCT decode (`Image.draft`): asking for `min_side` keeps at
-least that many pixels on both sides, and a 12 MP JPEG decodes ~4x faster (see bench/decode.py). The model only
-needs 224 px, so the default 448 leaves a 2x margin for its own antialiased resize.
+least that many pixels on both sides, and a 12 MP JPEG reaches the model's 224 px 2.6-4.4x faster per core
+(bench/decode.py; the gain shrinks as the file's entropy grows, since Huffman decoding is not scaled). The default
+448 leaves a 2x margin for the model's own antialiased resize, so quality is unaffected.
 
 Bad files are the normal case in a photo library (half-copied files, HTML saved as .jpg, decompression bombs), so
 every failure is a `DecodeError` with a short human reason and nothing else escapes. Truncated files are errors,
@@ -33,6 +34,7 @@ DEFAULT_MAX_MEGAPIXELS = 180.0  # matches IndexerSettings.max_megapixels; Pillow
 # Formats identified by content, never by extension. MPO is a JPEG with extra frames (phones write it).
 _FORMATS = ("JPEG", "MPO", "PNG", "WEBP", "GIF", "BMP", "TIFF", "HEIF", "AVIF")
 _EXIF_NEEDS_LOAD = frozenset({"PNG"})  # an eXIf chunk may follow the pixel data
+_TRANSPOSING_ORIENTATIONS = frozenset(range(2, 9))
 _SWAPPING_ORIENTATIONS = frozenset({5, 6, 7, 8})  # EXIF orientations that rotate by 90 degrees
 _BOMB_PIXELS_RE = re.compile(r"\((\d+) pixels\)")
 _OPEN_LOCK = threading.Lock()  # warnings.catch_warnings is process-global state, not thread-safe
@@ -81,19 +83,26 @@ def decode_image(
     if min_side is not None and min_side < 1:
         raise ValueError(f"min_side must be a positive number of pixels or None, not {min_side}")
     data = data if isinstance(data, bytes) else bytes(data)  # the sniffers below use bytes methods
+    fp = _EofProbe(data)
     try:
         if not data:
             raise DecodeError("empty file")
-        im = _open(data, max_megapixels)
+        im = _open(fp, data, max_megapixels)
         try:
-            return _decode_opened(im, min_side)
-        finally:
+            decoded = _decode_opened(im, min_side)
+        except BaseException:
             im.close()
+            raise
+        if decoded.image is not im:
+            im.close()  # free the full-size buffer now, not at garbage collection
+        return decoded
     except DecodeError as exc:
         exc.name = name
         raise
     except Exception as exc:  # Pillow's plugins raise a zoo of types on malformed data; all mean "bad file"
         raise DecodeError(_reason(exc, data, max_megapixels), name) from exc
+    finally:
+        fp.close()  # pixels are loaded; multi-frame formats (MPO, GIF) would otherwise pin the file bytes for seek()
 
 
 def to_rgb(img: Image.Image, background: tuple[int, int, int] = (255, 255, 255)) -> Image.Image:
@@ -113,13 +122,12 @@ def to_rgb(img: Image.Image, background: tuple[int, int, int] = (255, 255, 255))
         raise DecodeError(f"unsupported colour mode {img.mode}") from exc
 
 
-def _open(data: bytes, max_megapixels: float) -> Image.Image:
+def _open(fp: _EofProbe, data: bytes, max_megapixels: float) -> Image.Image:
     """Parse the header only (Pillow opens lazily) and refuse bombs before any pixel buffer exists."""
     if data[4:8] == b"ftyp":
         _register_heif()
     Image.init()
     formats = tuple(f for f in _FORMATS if f in Image.OPEN)
-    fp = _EofProbe(data)
     with _OPEN_LOCK, warnings.catch_warnings():
         # Our explicit limit below decides; Pillow's warning (above 89.5 MP) would only be noise. Its hard error
         # (above 179 MP) is raised inside open() and mapped to the same reason.
@@ -157,13 +165,16 @@ def _decode_opened(im: Image.Image, min_side: int | None) -> DecodedImage:
 
 def _orient(im: Image.Image) -> tuple[Image.Image, bool]:
     """Apply EXIF orientation; also say whether it swapped width and height (the reduced size can't tell us when it
-    happens to be square). Unreadable EXIF leaves the image as stored rather than failing the photo."""
+    happens to be square). Upright images are returned as they are: exif_transpose would copy them. Unreadable EXIF
+    leaves the image as stored rather than failing the photo."""
     try:
         declared = im.getexif().get(ExifTags.Base.Orientation, 1)
+        if declared not in _TRANSPOSING_ORIENTATIONS:
+            return im, False
         return ImageOps.exif_transpose(im), declared in _SWAPPING_ORIENTATIONS
     except Exception as exc:
         log.debug("EXIF orientation ignored: %r", exc)
-        return im.copy(), False
+        return im, False
 
 
 def _reduce(img: Image.Image, min_side: int) -> Image.Image:
@@ -180,7 +191,7 @@ def _to_uint8(img: Image.Image) -> np.ndarray:
     a = np.asarray(img)
     if img.mode.startswith("I;16"):
         return (a.astype(np.uint16) >> 8).astype(np.uint8)  # full 16-bit range by definition
-    a = np.nan_to_num(a.astype(np.float64), nan=0.0, posinf=0.0, neginf=0.0).clip(min=0)
+    a = np.nan_to_num(a.astype(np.float32), nan=0.0, posinf=0.0, neginf=0.0).clip(min=0)
     top = float(a.max()) if a.size else 0.0
     if img.mode == "F":
         scale = 255.0 if top <= 1.0 else 255.0 / top  # 0..1 floats, else stretch
@@ -218,7 +229,7 @@ def _reason(exc: Exception, data: bytes, max_megapixels: float) -> str:
     if isinstance(exc, MemoryError):
         return "out of memory"
     kind = _image_magic(data) or "image"
-    detail = (msg or type(exc).__name__).splitlines()[0][:100]
+    detail = (msg.strip() or type(exc).__name__).splitlines()[0][:100]
     return f"corrupt {kind} ({detail})"
 
 

@@ -42,7 +42,10 @@ class Metadata:
 
 
 def read_metadata(img: Image.Image) -> Metadata:
-    """Metadata of an opened (or loaded) image; an image without EXIF, or with unreadable EXIF, gives `Metadata()`."""
+    """Metadata of an opened or loaded image; no EXIF, or unreadable EXIF, gives `Metadata()`.
+
+    Pillow reads EXIF from the header for JPEG, TIFF, WebP, HEIF and AVIF; for PNG its getexif() loads the pixels.
+    """
     try:
         exif = img.getexif()
     except Exception as exc:  # Pillow raises many types on malformed EXIF blocks

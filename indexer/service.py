@@ -67,12 +67,30 @@ class IndexerService:
             self.catalog, self.sync, self.collection.name, self.slot, batch_size=settings.batch_size,
             workers=settings.workers, thumbnails_dir=settings.thumbnails_dir if settings.thumbnails else None,
             thumbnail_size=settings.thumbnail_size, max_megapixels=settings.max_megapixels)
+        self._serving: ModelSlot | None = None
+        self._watcher = None  # (observer, handler) while watching
         self.work_lock = threading.Lock()  # one writer at a time: the scan/watch loop and API "index" requests
         self.repaired = self.sync.sweep()  # a crash may have left vectors of deleted contents
 
+    def serving_slot(self) -> ModelSlot:
+        """The model of the collection searches read: while a new model's collection is being built, queries must
+        keep using the old model (its text tower reads the old image space)."""
+        active = self.catalog.active_collection()
+        if active is None or active.model == self.model_name:
+            return self.slot
+        if self._serving is None or self._serving.name != active.model:
+            self._serving = ModelSlot(active.model, self.settings.device, self.settings.home)
+        return self._serving
+
     def add_roots(self, roots: tuple[Path, ...]) -> None:
-        self.roots = tuple(dict.fromkeys(self.roots + roots))
+        """Index more folders (API `/index`); a running watch starts following them too."""
+        new = tuple(r for r in roots if r not in self.roots)
+        self.roots = self.roots + new
         self.reconciler.roots = self.roots
+        if new and self._watcher is not None:
+            observer, handler = self._watcher
+            for root in new:
+                observer.schedule(handler, str(root), recursive=True, follow_symlink=self.rules.follow_symlinks)
 
     def scan(self, roots: tuple[Path, ...] | None = None) -> RunReport:
         """Reconcile roots (all by default) and process what is new or changed."""
@@ -128,7 +146,8 @@ class IndexerService:
 
         queue = SettleQueue(self.settings.settle)
         self.queue = queue
-        observer = start_observer(self.roots, queue, self.rules, self.settings.poll)
+        observer, handler = start_observer(self.roots, queue, self.rules, self.settings.poll)
+        self._watcher = (observer, handler)
         log.info("watching %s", ", ".join(map(str, self.roots)))
         try:
             while not self.stop.is_set():
@@ -140,6 +159,7 @@ class IndexerService:
                     if on_batch is not None:
                         on_batch(report)
         finally:
+            self._watcher = None
             observer.stop()
             observer.join(timeout=5)
 

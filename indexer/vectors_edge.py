@@ -131,10 +131,13 @@ class EdgeVectorStore:
     def _path(self, name: str) -> Path:
         return self.root / check_collection_name(name)
 
+    def _require_open(self) -> None:
+        if self._lock_fd < 0:
+            raise VectorStoreError(f"the vector store {self.root} is closed")
+
     def _shard(self, name: str) -> qe.EdgeShard:
         with self._guard:
-            if self._lock_fd < 0:
-                raise VectorStoreError(f"the vector store {self.root} is closed")
+            self._require_open()
             shard = self._shards.get(name)
             if shard is None:
                 path = self._path(name)
@@ -148,15 +151,15 @@ class EdgeVectorStore:
 
     def ensure_collection(self, name: str, dim: int) -> None:
         path = self._path(name)
-        if (path / CONFIG_FILE).exists():
-            stored = json.loads((path / CONFIG_FILE).read_text())["vectors"][""]["size"]
-            if stored != dim:
-                raise ValueError(f"collection {name!r} holds {stored}-d vectors, not {dim}-d")
-        else:
-            config = qe.EdgeConfig(vectors=qe.EdgeVectorParams(size=dim, distance=qe.Distance.Cosine))
-            with self._guard:
+        with self._guard:  # check-and-create as one step: two threads may ensure the same new collection
+            self._require_open()
+            if not (path / CONFIG_FILE).exists():
+                config = qe.EdgeConfig(vectors=qe.EdgeVectorParams(size=dim, distance=qe.Distance.Cosine))
                 self._shards[name] = _edge_call(path, qe.EdgeShard.create, str(path), config)
-            log.info("created Qdrant Edge collection %s (%d-d) at %s", name, dim, path)
+                log.info("created Qdrant Edge collection %s (%d-d) at %s", name, dim, path)
+        stored = json.loads((path / CONFIG_FILE).read_text())["vectors"][""]["size"]
+        if stored != dim:
+            raise ValueError(f"collection {name!r} holds {stored}-d vectors, not {dim}-d")
         shard = self._shard(name)
         indexed = shard.info().payload_schema
         for field, kind in INDEXED_FIELDS.items():

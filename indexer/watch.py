@@ -44,7 +44,7 @@ class _Handler(FileSystemEventHandler):
 
 
 def start_observer(roots: tuple[Path, ...], queue: SettleQueue, rules: FileFilter, poll: float | None):
-    """Start and return a watchdog observer over every root (recursive)."""
+    """Start a watchdog observer over every root (recursive); returns (observer, handler) so roots can be added."""
     if poll:
         from watchdog.observers.polling import PollingObserver
 
@@ -62,7 +62,7 @@ def start_observer(roots: tuple[Path, ...], queue: SettleQueue, rules: FileFilte
         if err.errno in (errno.ENOSPC, errno.EMFILE):
             raise WatchLimitError(_limit_message()) from err
         raise
-    return observer
+    return observer, handler
 
 
 def _limit_message() -> str:
