@@ -1,6 +1,6 @@
 """Built-in presets: `offline-lite`, `test-tiny`, and custom `timm:<arch>+hf:<source>` pairs.
 
-The LiT checkpoint presets (`lit-b16b-2`, `lit-b16b`, `lit-l16l`) are registered in models.lit_presets.
+The LiT checkpoint presets (`lit-b16b-2`, `lit-b16b`, `lit-l16l`, `lit-coco-b16b`) are registered in models.lit_presets.
 """
 
 from __future__ import annotations
@@ -114,4 +114,5 @@ def custom(name: str, *, pretrained: bool = True, dim: int | None = None, poolin
     return bundle_for(name, LitModel(image, text), options)
 
 
+import models.lit_presets  # noqa: E402,F401  (registers lit-b16b-2, lit-b16b, lit-l16l, lit-coco-b16b)
 import models.offline_lite  # noqa: E402,F401  (registers offline-lite)

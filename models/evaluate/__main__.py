@@ -1,0 +1,3 @@
+from models.evaluate.cli import main
+
+raise SystemExit(main())
