@@ -34,13 +34,17 @@ def status(settings: IndexerSettings, as_json: bool) -> int:
         return 0
     counts = report.get("files", {})
     print(f"data home   {report.get('home')}")
-    print(f"model       {report.get('model')}  (collection {report.get('collection')})")
-    print(f"store       {report.get('store')}")
+    collection = report.get("collection") or {}
+    store = report.get("store") or {}
+    print(f"model       {report.get('model')}  (collection {collection.get('name')}, {collection.get('points')} "
+          f"vectors, {collection.get('status')})")
+    print(f"text tower  {report.get('text_version') or 'base'}")
+    print(f"store       {store.get('kind')} at {store.get('where')}; catalog {report.get('catalog', {}).get('where')}")
     print("files       " + ", ".join(f"{counts.get(k, 0)} {k}" for k in ("indexed", "pending", "failed", "deleted")))
-    for failure in report.get("failures", [])[:20]:
+    for failure in counts.get("failures", [])[:20]:
         print(f"  failed: {failure['path']}: {failure['reason']}")
-    if report.get("owner"):
-        print(f"owner       {report['owner']}")
+    if report.get("watching"):
+        print(f"watching    {', '.join(report.get('roots', []))}")
     return 0
 
 

@@ -12,7 +12,7 @@ import threading
 
 from indexer.catalog import META_DEFAULT_MODEL, Catalog
 from indexer.records import CollectionInfo
-from indexer.settings import DEFAULT_MODEL, IndexerSettings
+from indexer.settings import DEFAULT_MODEL, FALLBACK_MODEL, IndexerSettings
 
 log = logging.getLogger(__name__)
 
@@ -43,9 +43,11 @@ class ModelSlot:
 
     def _load(self):
         import models
+        from models.registry import accepts_option
 
         log.info("loading model %s", self.name)
-        return models.create(self.name, device=self.device)
+        options = {"home": str(self.home)} if self.home and accepts_option(self.name, "home") else {}
+        return models.create(self.name, device=self.device, **options)
 
     def active(self):
         """The bundle behind an `ActiveModel`, whose text tower follows promotions (for text queries)."""
@@ -59,13 +61,33 @@ class ModelSlot:
         return self._active
 
 
-def resolve_model(settings: IndexerSettings, catalog: Catalog) -> str:
-    """--model wins; else the model recorded for this index; else the default (recorded on first use)."""
+def resolve_model(settings: IndexerSettings, catalog: Catalog) -> tuple[str, ModelSlot]:
+    """--model wins; else the model recorded for this index; else the default, recorded on first use.
+
+    A first run that cannot fetch the default LiT weights (no network) falls back to `offline-lite` with a warning
+    and records that, so a later run with the network back does not silently switch the index to another model.
+    """
     recorded = catalog.get_meta(META_DEFAULT_MODEL)
     chosen = settings.model or recorded or DEFAULT_MODEL
-    if recorded is None or (settings.model and settings.model != recorded):
-        catalog.set_meta(META_DEFAULT_MODEL, chosen)
-    return chosen
+    slot = ModelSlot(chosen, settings.device, settings.home)
+    if chosen == DEFAULT_MODEL and settings.model is None and recorded is None:
+        slot = _default_or_fallback(slot, settings)
+    if recorded is None or slot.name != recorded:
+        catalog.set_meta(META_DEFAULT_MODEL, slot.name)
+    return slot.name, slot
+
+
+def _default_or_fallback(slot: ModelSlot, settings: IndexerSettings) -> ModelSlot:
+    from models.lit_download import WeightsUnavailable
+
+    try:
+        slot()  # downloads the checkpoint once (progress bar), or finds it in the model cache
+        return slot
+    except WeightsUnavailable as err:
+        log.warning("the default model %s is not available (%s). Indexing with %s instead; this index stays on "
+                    "%s (use --model %s later to build a %s collection beside it).", DEFAULT_MODEL,
+                    str(err).split(":")[0], FALLBACK_MODEL, FALLBACK_MODEL, DEFAULT_MODEL, DEFAULT_MODEL)
+        return ModelSlot(FALLBACK_MODEL, settings.device, settings.home)
 
 
 def target_collection(catalog: Catalog, model_name: str, slot: ModelSlot) -> CollectionInfo:

@@ -12,7 +12,8 @@ from pathlib import Path
 
 from models.home import data_home
 
-DEFAULT_MODEL = "offline-lite"
+DEFAULT_MODEL = "lit-b16b-2"  # the recommended LiT checkpoint, downloaded once
+FALLBACK_MODEL = "offline-lite"  # what a first run uses when the default cannot be fetched (air-gapped)
 DEFAULT_IGNORES = ("*.tmp", "*.part", "*.crdownload", "*~", ".#*", "*.swp", "@eaDir", "#recycle", ".Trash*")
 
 

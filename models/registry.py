@@ -58,6 +58,16 @@ def create(name: str, device: str | None = None, **options) -> ModelBundle:
     return bundle
 
 
+def accepts_option(name: str, option: str) -> bool:
+    """Whether preset `name`'s factory takes keyword `option` (e.g. the LiT presets' `home` for their cache)."""
+    import inspect
+
+    _load_builtin_presets()
+    if name not in _PRESETS:
+        return False
+    return option in inspect.signature(_PRESETS[name][0]).parameters
+
+
 def _load_builtin_presets() -> None:
     """Import the modules whose decorators fill the registry (deferred to keep `import models` light)."""
     import models.presets  # noqa: F401

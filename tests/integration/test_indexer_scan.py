@@ -249,3 +249,26 @@ def _renamed(bundle):
     bundle.name = "test-tiny-b"
     bundle.spec = {"preset": "test-tiny", "options": {"seed": 7}}
     return bundle
+
+
+def test_first_run_without_network_falls_back_to_offline_lite_and_records_it(tmp_path, library, monkeypatch):
+    """The default LiT checkpoint cannot be fetched (a closed loopback port stands in for 'offline')."""
+    import dataclasses
+
+    import models.lit_presets as lit
+
+    release = lit.RELEASES["lit-b16b-2"]
+    monkeypatch.setitem(lit.RELEASES, "lit-b16b-2",
+                        dataclasses.replace(release, weights_url="http://127.0.0.1:9/LiT-B16B_2.npz"))
+    settings = IndexerSettings.from_env(home=tmp_path / "home", roots=(library,), workers=1)
+    svc = IndexerService(settings)
+    try:
+        assert svc.model_name == "offline-lite" and svc.collection.model == "offline-lite"
+        assert svc.catalog.get_meta("default_model") == "offline-lite"
+    finally:
+        svc.close()
+    again = IndexerService(settings)  # the network "comes back": the index must not flip models
+    try:
+        assert again.model_name == "offline-lite"
+    finally:
+        again.close()

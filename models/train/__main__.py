@@ -1,0 +1,156 @@
+"""`python -m models.train` (`loupe-train`): tune the text tower on your captions; list, promote, roll back versions.
+
+This module is the composition root: it picks where image vectors come from (precomputed `.npz`, the Loupe index
+through `index_vector_source`, or the locked tower with a cache) and hands them to `models.train.train`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from models.home import data_home
+from models.train.captions import CaptionsError
+from models.train.checkpoint import RunDir, latest_resumable
+from models.train.cli import build_parser, config_from_args, print_result, print_versions
+from models.train.config import TrainConfig
+from models.train.image_vectors import ChainedSource, ImageVectorSource, NpzVectorSource
+
+if TYPE_CHECKING:
+    from models.bundle import ModelBundle
+
+log = logging.getLogger("models.train")
+USER_ERRORS = (CaptionsError, ValueError, KeyError, LookupError, FileExistsError, FileNotFoundError)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# HOOK: image vectors from the Loupe index. When the indexer's store already holds vectors of this image tower,
+# tuning reuses them instead of decoding and embedding photos again. `indexer.vector_source.open_source(home=...,
+# image_tower_id=...)` returns an ImageVectorSource (keys: absolute file paths) or None. Imported lazily: models/
+# never depends on indexer; only this entry point composes the two. Any failure falls back to the cached tower.
+# ---------------------------------------------------------------------------------------------------------------
+def index_vector_source(home: Path, image_tower_id: str) -> ImageVectorSource | None:
+    try:
+        import indexer.vector_source as vector_source
+    except ImportError:
+        return None
+    try:
+        return vector_source.open_source(home=home, image_tower_id=image_tower_id)
+    except Exception as err:  # noqa: BLE001  (an unavailable index, e.g. locked by its owner, is not fatal here)
+        log.warning("not reading image vectors from the index (%s); embedding with the locked tower instead", err)
+        return None
+
+
+def image_vector_source(config: TrainConfig, bundle: ModelBundle, home: Path, progress: bool) -> ImageVectorSource:
+    """`--image-vectors FILE` alone, else the index (if it has this tower's vectors) then the cached locked tower."""
+    from models.train.vector_cache import CachedTowerSource
+
+    if config.image_vectors is not None:
+        return NpzVectorSource(config.image_vectors, dim=bundle.dim)
+    cached = CachedTowerSource(bundle, home, progress=progress)
+    index = index_vector_source(home, bundle.image_tower_id)
+    return ChainedSource([index, cached]) if index is not None else cached
+
+
+def run_training(args: argparse.Namespace, home: Path) -> int:
+    import models
+    from models.train.run import seed_everything, train
+
+    config, resume = _resolve_config(args, home)
+    seed_everything(config.seed)
+    log.info("loading %s …", config.model)
+    bundle = models.create(config.model, device=config.device)
+    progress = not args.quiet
+    source = image_vector_source(config, bundle, home, progress)
+    result = train(config, image_vectors=source, bundle=bundle, home=home, resume=resume, progress=progress)
+    print_result(result, as_json=args.json)
+    return 0
+
+
+def _resolve_config(args: argparse.Namespace, home: Path) -> tuple[TrainConfig, bool]:
+    """A new run's config from the flags; a resumed run's from its run.json (only device and epoch budget change)."""
+    from dataclasses import replace
+
+    if args.resume is None:
+        if args.captions is None:
+            raise CaptionsError("give a captions file (CSV, TSV or JSONL); see --help")
+        return config_from_args(args), False
+    name = args.resume or args.name or latest_resumable(home)
+    if not name:
+        raise FileNotFoundError(f"no unfinished run to resume in {home}")
+    stored = TrainConfig.from_json(RunDir(home, name).read()["config"])
+    if args.captions is not None and Path(args.captions).resolve() != stored.captions:
+        log.warning("ignoring %s: run %s continues on %s", args.captions, name, stored.captions)
+    return replace(stored, device=args.device or stored.device, max_epochs_this_run=args.max_epochs_this_run), True
+
+
+def run_versions(args: argparse.Namespace, home: Path) -> int:
+    from models import versions
+
+    if args.list:
+        print_versions(versions.list_versions(home), as_json=args.json)
+    elif args.promote:
+        version = versions.promote(home, args.promote)
+        _say(args, {"promoted": version.name, "image_tower_id": version.image_tower_id},
+             f"active text tower for {version.image_tower_id}: {version.name}")
+    else:
+        tower = _tower_for_rollback(home, args.model)
+        now = versions.rollback(home, tower)
+        _say(args, {"rolled_back": tower, "active": now},
+             f"active text tower for {tower}: {now or '(base model)'}")
+    return 0
+
+
+def _tower_for_rollback(home: Path, model: str | None) -> str:
+    """The image tower whose history to pop: the only promoted one, or the one `--model` builds."""
+    from models import versions
+
+    promoted = versions.promoted_tower_ids(home)
+    if model is None:
+        if len(promoted) == 1:
+            return promoted[0]
+        if not promoted:
+            raise LookupError("nothing to roll back: no text tower has been promoted")
+        raise LookupError(f"several image towers have promoted text towers ({', '.join(promoted)}); "
+                          "say which with --model BASE")
+    known = {v.image_tower_id for v in versions.list_versions(home) if model in (v.base, v.name)}
+    if len(known) == 1:
+        return known.pop()
+    import models
+
+    return models.create(model, device="cpu").image_tower_id
+
+
+def _say(args: argparse.Namespace, data: dict, text: str) -> None:
+    print(json.dumps(data) if args.json else text)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    level = logging.WARNING if args.quiet else logging.DEBUG if args.verbose else logging.INFO
+    logging.basicConfig(level=level, format="%(message)s", stream=sys.stderr, force=True)
+    home = data_home(args.home)
+    try:
+        if args.list or args.promote or args.rollback:
+            return run_versions(args, home)
+        return run_training(args, home)
+    except USER_ERRORS as err:
+        message = err.args[0] if isinstance(err, KeyError) and err.args else err
+        print(f"error: {message}", file=sys.stderr)
+        return 2
+    except (RuntimeError, OSError, AssertionError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted; continue the run with --resume (the last finished epoch was checkpointed)",
+              file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,81 @@
+"""The file-based version registry: list, promote, rollback, active, and the cheap change stamp."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from models import versions
+from models.home import text_towers_dir
+
+
+def _version(home, name: str, tower: str, created: str) -> None:
+    path = text_towers_dir(home) / name
+    path.mkdir(parents=True)
+    config = {"format": "loupe-model", "format_version": 1, "image_tower_id": tower,
+              "base": {"preset": "test-tiny", "options": {}},
+              "metadata": {"created": created, "metrics_after": {"t2i_r1": 0.5}}}
+    (path / "config.json").write_text(json.dumps(config))
+
+
+@pytest.fixture()
+def home(tmp_path):
+    _version(tmp_path, "v1", "towerA", "2025-01-01T00:00:00")
+    _version(tmp_path, "v2", "towerA", "2025-01-02T00:00:00")
+    _version(tmp_path, "w1", "towerB", "2025-01-03T00:00:00")
+    return tmp_path
+
+
+def test_list_versions(home):
+    listed = versions.list_versions(home)
+    assert [(v.name, v.image_tower_id, v.active) for v in listed] == [
+        ("v1", "towerA", False), ("v2", "towerA", False), ("w1", "towerB", False)]
+    assert listed[0].metrics == {"t2i_r1": 0.5} and listed[0].base == "test-tiny"
+    assert versions.list_versions(home / "elsewhere") == []
+
+
+def test_promote_and_rollback_switch_the_active_version_per_image_tower(home):
+    assert versions.active(home, "towerA") is None and versions.active_stamp(home) is None
+    versions.promote(home, "v1")
+    stamp1 = versions.active_stamp(home)
+    versions.promote(home, "v2")
+    versions.promote(home, "w1")
+    assert versions.active(home, "towerA") == text_towers_dir(home) / "v2"
+    assert versions.active(home, "towerB") == text_towers_dir(home) / "w1"
+    assert versions.active_stamp(home) != stamp1
+    assert {v.name for v in versions.list_versions(home) if v.active} == {"v2", "w1"}
+    assert versions.rollback(home, "towerA") == "v1"
+    assert versions.active(home, "towerA") == text_towers_dir(home) / "v1"
+    assert versions.active(home, "towerB") == text_towers_dir(home) / "w1"  # other tower untouched
+    assert versions.rollback(home, "towerA") is None  # back to the base model's text tower
+    assert versions.active(home, "towerA") is None
+    with pytest.raises(LookupError, match="nothing to roll back"):
+        versions.rollback(home, "towerA")
+    assert versions.promoted_tower_ids(home) == ["towerB"]
+
+
+def test_promoting_twice_does_not_stack_history(home):
+    versions.promote(home, "v1")
+    versions.promote(home, "v1")
+    assert versions.rollback(home, "towerA") is None
+
+
+def test_unknown_version_and_leftovers(home):
+    with pytest.raises(KeyError, match="no text tower version 'nope'.*v1, v2, w1"):
+        versions.promote(home, "nope")
+    versions.promote(home, "v1")
+    names = {p.name for p in text_towers_dir(home).iterdir()}
+    assert not [n for n in names if n.startswith(".active.") and n.endswith(".json")]  # temp files replaced
+
+
+def test_a_deleted_active_version_falls_back_to_the_base(home):
+    versions.promote(home, "v2")
+    (text_towers_dir(home) / "v2" / "config.json").unlink()
+    assert versions.active(home, "towerA") is None
+
+
+def test_corrupt_active_file_is_a_clear_error(home):
+    (text_towers_dir(home) / "active.json").write_text("{not json")
+    with pytest.raises(ValueError, match="corrupt"):
+        versions.active(home, "towerA")
