@@ -51,6 +51,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help=f"skip names matching GLOB (repeatable; always skipped: {' '.join(DEFAULT_IGNORES)})")
     parser.add_argument("--no-thumbnails", action="store_true", help="do not write thumbnails")
     parser.add_argument("--max-megapixels", type=float, default=180.0, help="refuse larger images (bomb guard)")
+    parser.add_argument("--tag-vocabulary", metavar="NAME|FILE",
+                        help="tag new photos as they arrive: 'default' (the shipped vocabulary) or a vocabulary file")
     parser.add_argument("--port", type=int, default=0, help="local API port with --watch (default: a free one)")
     for name, help_text in (("--shard-number", "Qdrant server: shards per collection"),
                             ("--replication-factor", "Qdrant server: copies of each shard"),
@@ -69,7 +71,7 @@ def settings_from(args: argparse.Namespace) -> IndexerSettings:
         watch=args.watch, poll=args.poll, settle=args.settle, batch_size=args.batch_size, workers=args.workers,
         follow_symlinks=args.follow_symlinks, include_hidden=args.include_hidden,
         ignore=DEFAULT_IGNORES + tuple(args.ignore), thumbnails=not args.no_thumbnails,
-        max_megapixels=args.max_megapixels,
+        max_megapixels=args.max_megapixels, tag_vocabulary=args.tag_vocabulary,
     )
 
 
@@ -92,6 +94,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: not a folder: {', '.join(missing)}", file=sys.stderr)
         return 2
     settings = settings_from(args)
+    if settings.tag_vocabulary:
+        from models.tagging import Vocabulary, VocabularyError
+
+        try:
+            Vocabulary.load(settings.tag_vocabulary)
+        except VocabularyError as err:
+            print(f"error: --tag-vocabulary: {err}", file=sys.stderr)
+            return 2
     from indexer.run import run
 
     return run(settings, as_json=args.json, port=args.port)

@@ -50,6 +50,12 @@ class IndexerService:
         self.settings = settings
         self.progress = progress
         self.stop = threading.Event()
+        self.vocabulary = None  # tag-on-arrival: parsed now so that a bad file fails at start, with line numbers
+        self._tagger, self._tagger_text = None, None  # its classifier, built on the first new photo
+        if settings.tag_vocabulary:
+            from models.tagging import Vocabulary
+
+            self.vocabulary = Vocabulary.load(settings.tag_vocabulary)
         self.catalog = Catalog.for_home(settings.home, settings.db_url)
         self.store: VectorStore = open_vector_store(
             settings.home, settings.qdrant_url, settings.qdrant_api_key, shard_number=settings.shard_number,
@@ -65,7 +71,8 @@ class IndexerService:
         self.pipeline = Pipeline(
             self.catalog, self.sync, self.collection.name, self.slot, batch_size=settings.batch_size,
             workers=settings.workers, thumbnails_dir=settings.thumbnails_dir if settings.thumbnails else None,
-            thumbnail_size=settings.thumbnail_size, max_megapixels=settings.max_megapixels)
+            thumbnail_size=settings.thumbnail_size, max_megapixels=settings.max_megapixels,
+            on_embedded=self._tag_arrivals if self.vocabulary is not None else None)
         self._serving: ModelSlot | None = None
         self._watcher = None  # (observer, handler) while watching
         self.work_lock = threading.Lock()  # one writer at a time: the scan/watch loop and API "index" requests
@@ -138,6 +145,37 @@ class IndexerService:
         if not self.stop.is_set():
             complete_collection(self.catalog, self.collection)
             self.collection = self.catalog.get_collection(self.collection.name) or self.collection
+
+    def _tag_arrivals(self, hashes: list[str], vectors) -> None:
+        """Tag-on-arrival: new photos get the vocabulary's tags at once, written as `search.tag --write` does
+        (catalog source 'zero-shot', then payloads). A tagging failure is logged; it never stops indexing."""
+        try:
+            scores = self._arrival_classifier().assign(vectors)
+            self.catalog.set_tags_many(dict(zip(hashes, scores, strict=True)), "zero-shot")
+            self.sync.refresh(hashes)
+        except Exception:
+            log.exception("tagging %d new photos failed; indexing goes on", len(hashes))
+
+    def _arrival_classifier(self):
+        """Built once per text tower (a promotion rebuilds it); uses the collection's last calibration unless it
+        belongs to another vocabulary or tower or the library has more than doubled since, then calibrates anew."""
+        from models.tagging import CALIBRATION_META_KEY, TagClassifier, sample_library
+
+        model = self.slot.active()
+        model.refresh()
+        if self._tagger is None or self._tagger_text != model.text_version:
+            self._tagger = TagClassifier.build(model.encode_texts, self.vocabulary)
+            self._tagger_text = model.text_version
+        key, size = CALIBRATION_META_KEY.format(self.collection.name), self.store.count(self.collection.name)
+        stored = self.catalog.get_meta(key)
+        restored = self._tagger.with_calibration(stored) if stored else None
+        if restored is not None and not restored.calibration.stale(size):
+            return restored
+        points = self.store.scroll(self.collection.name, with_vectors=True)
+        calibrated = self._tagger.calibrate(sample_library(p.vector for p in points))
+        if calibrated.calibration is not None:
+            self.catalog.set_meta(key, calibrated.to_json())
+        return calibrated
 
     def watch(self, on_batch=None) -> None:
         """Follow filesystem events until `stop` is set."""

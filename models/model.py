@@ -12,7 +12,6 @@ import math
 
 import torch
 from torch import nn
-from torch.nn import functional as F
 
 from models.device import autocast
 from models.towers import ImageTower, TextTower

@@ -53,7 +53,8 @@ def create(name: str, device: str | None = None, **options) -> ModelBundle:
         bundle = _PRESETS[name][0](**options)
     else:
         known = ", ".join(sorted(_PRESETS))
-        raise KeyError(f"unknown model {name!r}; known presets: {known}; or 'timm:<arch>+hf:<dir>' or a saved model dir")
+        raise KeyError(f"unknown model {name!r}; known presets: {known}; "
+                       "or 'timm:<arch>+hf:<dir>', or the directory of a saved model")
     bundle.model.to(target)
     return bundle
 

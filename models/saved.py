@@ -47,7 +47,8 @@ def describe(bundle: ModelBundle) -> dict:
     }
 
 
-def save(bundle: ModelBundle, directory: str | os.PathLike, *, parts: str = "text", metadata: dict | None = None) -> Path:
+def save(bundle: ModelBundle, directory: str | os.PathLike, *, parts: str = "text",
+         metadata: dict | None = None) -> Path:
     """Write the model atomically (a temp dir renamed into place). `parts`: 'text' (tuned towers) or 'all'."""
     if parts not in ("text", "all"):
         raise ValueError("parts must be 'text' or 'all'")

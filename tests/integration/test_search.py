@@ -151,8 +151,10 @@ def test_empty_home_is_a_clear_error(tmp_path):
 
 def test_cli_json_and_table(indexed):
     home, root = indexed
-    cmd = [sys.executable, "-m", "search", "a photo", "--home", str(home), "--min-score", "0", "--limit", "3", "--no-collapse"]
-    out = subprocess.run(cmd + ["--json", "--folder", str(root / "2023")], capture_output=True, text=True, timeout=120)
+    cmd = [sys.executable, "-m", "search", "a photo", "--home", str(home), "--min-score", "0", "--limit", "3",
+           "--no-collapse"]
+    out = subprocess.run(cmd + ["--json", "--folder", str(root / "2023")], capture_output=True, text=True,
+                         timeout=120)
     assert out.returncode == 0, out.stderr
     data = json.loads(out.stdout)
     assert len(data["results"]) == 3 and all("/2023/" in r["path"] for r in data["results"])
