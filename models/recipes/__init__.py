@@ -1,0 +1,1 @@
+"""Reproducible recipes that produce the weights Loupe ships (run as `python -m models.recipes.<name>`)."""
