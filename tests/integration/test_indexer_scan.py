@@ -43,8 +43,9 @@ def make_service(home: Path, root: Path, **overrides) -> IndexerService:
 
 
 @pytest.fixture()
-def service(tmp_path, library):
-    svc = make_service(tmp_path / "home", library)
+def service(tmp_path, library, catalog_url):
+    """An indexer over `library`, its catalog on SQLite and (when LOUPE_TEST_PG_URL is set) on PostgreSQL."""
+    svc = make_service(tmp_path / "home", library, db_url=catalog_url)
     yield svc
     svc.close()
 
@@ -272,3 +273,43 @@ def test_first_run_without_network_falls_back_to_offline_lite_and_records_it(tmp
         assert again.model_name == "offline-lite"
     finally:
         again.close()
+
+
+def test_indexer_and_a_tagging_writer_at_once_lose_nothing(tmp_path, catalog_url):
+    """Two writers on one catalog: a scan in one thread, tag writes through a second connection in another."""
+    import threading
+
+    from indexer.catalog import Catalog
+
+    root = tmp_path / "many"
+    root.mkdir()
+    for i in range(40):
+        write_jpeg(root / f"p{i:02d}.jpg", size=(48, 40), seed=i)
+    svc = make_service(tmp_path / "home", root, db_url=catalog_url)
+    tagger = Catalog.open(catalog_url)
+    written: dict[str, dict[str, float]] = {}
+    done = threading.Event()
+
+    def tag_loop():
+        while not done.is_set():
+            hashes = [r.content_hash for r in tagger.files_under(str(root), statuses=("indexed",))]
+            batch = {h: {"test-tag": 0.5, f"t{len(written) % 3}": 0.25} for h in hashes if h not in written}
+            if batch:
+                tagger.set_tags_many(batch)
+                written.update(batch)
+
+    thread = threading.Thread(target=tag_loop)
+    thread.start()
+    try:
+        report = svc.scan()
+    finally:
+        done.set()
+        thread.join()
+    try:
+        assert report.embedded == 40 and svc.catalog.counts()["indexed"] == 40
+        stored_tags = tagger.tags_for(written)
+        assert all(stored_tags[h] == tags for h, tags in written.items())
+        assert_consistent(svc)
+    finally:
+        tagger.close()
+        svc.close()
