@@ -165,3 +165,26 @@ def test_cli_json_and_table(indexed):
     bad = subprocess.run([sys.executable, "-m", "search", "x", "--home", str(home), "--after", "June"],
                          capture_output=True, text=True, timeout=120)
     assert bad.returncode != 0 and "not a date" in bad.stderr
+
+
+def test_engine_recall_equals_models_retrieval_on_the_same_vectors(engine, indexed):
+    """One ranking path: recall measured through the engine equals recall_at_k on the stored vectors."""
+    import torch
+
+    from indexer.hashing import hash_file
+    from models.retrieval import recall_at_k
+    from search.evaluate import engine_recall
+
+    _, root = indexed
+    images = sorted(root.rglob("*.jpg"))[:6]
+    captions = ["a red square", "green field", "a dog", "stripes", "sunset", "a cat on a sofa"]
+    owners = list(range(6))
+    through_engine = engine_recall(engine, images, captions, owners)
+    points = list(engine.backend.store.scroll(engine.collection, with_vectors=True))
+    row = {p.payload["content_hash"]: i for i, p in enumerate(points)}
+    library = torch.tensor(np.stack([p.vector for p in points]))
+    texts = torch.tensor(np.stack([engine.text_vector(c) for c in captions]))
+    direct = recall_at_k(library, texts, [row[hash_file(images[i])] for i in owners])
+    assert through_engine["captions"] == 6
+    for k, value in direct["text_to_image"].items():
+        assert through_engine["text_to_image"][k] == pytest.approx(value)
