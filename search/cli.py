@@ -20,6 +20,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from indexer.vectors import VectorFilter
+from search.options import add_index_options, index_location
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -43,12 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--min-score", type=float, help="keep results with calibrated score ≥ this (0..1); "
                                                    "default: relevant ones only")
     p.add_argument("--no-collapse", action="store_true", help="show near-duplicates separately")
-    p.add_argument("--local", action="store_true", help="open the stores here even if an indexer owns the home")
-    p.add_argument("--home", help="data home (default: $LOUPE_HOME or ~/.loupe)")
-    p.add_argument("--db-url", help="catalog URL (env LOUPE_DB_URL)")
-    p.add_argument("--qdrant-url", help="Qdrant server URL (env LOUPE_QDRANT_URL)")
-    p.add_argument("--device", help="cpu, cuda (in-process only)")
-    p.add_argument("--json", action="store_true", help="machine-readable output")
+    add_index_options(p)
     return p
 
 
@@ -88,12 +84,9 @@ def main(argv: list[str] | None = None) -> int:
     if missing:
         print(f"error: no such image: {', '.join(missing)}", file=sys.stderr)
         return 2
-    from models.home import data_home
-
-    home = data_home(args.home)
+    home, options = index_location(args)
     try:
-        engine = SearchEngine.open(home, prefer_owner=not args.local, db_url=_env(args.db_url, "LOUPE_DB_URL"),
-                                   qdrant_url=_env(args.qdrant_url, "LOUPE_QDRANT_URL"), device=args.device)
+        engine = SearchEngine.open(home, **options)
     except (NoIndexError, RuntimeError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
@@ -104,12 +97,6 @@ def main(argv: list[str] | None = None) -> int:
         engine.close()
     print(json.dumps(page.to_json(), indent=2) if args.json else render(page))
     return 0
-
-
-def _env(value: str | None, name: str) -> str | None:
-    import os
-
-    return value or os.environ.get(name) or None
 
 
 def render(page) -> str:

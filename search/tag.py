@@ -41,6 +41,7 @@ from models.tagging import (
     sample_library,
 )
 from search.backend import Backend
+from search.options import add_index_options, index_location
 
 TAG_SOURCE = "zero-shot"
 BATCH = 512  # vectors classified (and written) at a time
@@ -215,12 +216,7 @@ def build_parser() -> argparse.ArgumentParser:
                                                           "tags when there are any)")
     p.add_argument("--xmp", action="store_true",
                    help="write/merge XMP sidecars <file>.xmp (IMG_1.jpg.xmp) with the tags as dc:subject")
-    p.add_argument("--json", action="store_true", help="machine-readable output")
-    p.add_argument("--local", action="store_true", help="open the stores here even if an indexer owns the home")
-    p.add_argument("--home", help="data home (default: $LOUPE_HOME or ~/.loupe)")
-    p.add_argument("--db-url", help="catalog URL (env LOUPE_DB_URL)")
-    p.add_argument("--qdrant-url", help="Qdrant server URL (env LOUPE_QDRANT_URL)")
-    p.add_argument("--device", help="cpu, cuda (in-process only)")
+    add_index_options(p)
     return p
 
 
@@ -247,13 +243,12 @@ def main(argv: list[str] | None = None) -> int:
     except (VocabularyError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    from models.home import data_home
     from search.backend import NoIndexError, open_backend
 
-    home, db_url = data_home(args.home), args.db_url or os.environ.get("LOUPE_DB_URL") or None
+    home, options = index_location(args)
+    db_url = options["db_url"]
     try:
-        backend = open_backend(home, prefer_owner=not args.local, db_url=db_url, device=args.device,
-                               qdrant_url=args.qdrant_url or os.environ.get("LOUPE_QDRANT_URL") or None)
+        backend = open_backend(home, **options)
     except (NoIndexError, RuntimeError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1

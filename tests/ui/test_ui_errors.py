@@ -1,0 +1,69 @@
+"""Friendly errors: an empty data home, a home held by a silent process, and the message table itself."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.ui.appkit import run_app, texts
+from ui.errors import explain
+
+
+@pytest.fixture()
+def empty_home(tmp_path, monkeypatch):
+    import ui.state
+
+    home = tmp_path / "home"
+    monkeypatch.setenv("LOUPE_HOME", str(home))
+    monkeypatch.setattr(sys, "argv", ["app.py", "--model", "test-tiny"])  # a new index's model, as `--model` sets it
+    yield home
+    ui.state._open.clear()
+
+
+@pytest.mark.parametrize("page", [None, "tags_page.py", "tune_page.py"])
+def test_an_empty_home_says_how_to_index(empty_home, page):
+    at = run_app(page)
+    message = " ".join(texts(at.error) + texts(at.info))
+    assert "python -m indexer FOLDER" in message and "Index" in message
+
+
+def test_the_index_page_works_on_an_empty_home(empty_home):
+    at = run_app("index_page.py")
+    assert not at.error
+    assert {m.label: m.value for m in at.metric}["Indexed"] == "0"
+    assert any("Nothing is indexed yet" in text for text in texts(at.info))
+
+
+def test_a_home_held_by_a_silent_process_is_explained(tmp_path, monkeypatch):
+    from indexer.owner import Ownership
+
+    home = tmp_path / "held"
+    monkeypatch.setenv("LOUPE_HOME", str(home))
+    held = Ownership.acquire(home, "indexer scan")  # holds the lock, never publishes an API
+    try:
+        at = run_app()
+        assert any("owns this data home" in text and "Fix:" in text for text in texts(at.error))
+    finally:
+        held.release()
+
+
+def test_messages_name_the_fix():
+    from indexer.owner import HomeOwnedError
+    from indexer.vectors import StoreLockedError, VectorStoreUnavailableError
+    from models.lit_download import WeightsUnavailable
+    from search.backend import NoIndexError
+
+    cases = {
+        NoIndexError("x"): "python -m indexer FOLDER",
+        StoreLockedError("x"): "stop the other Loupe process",
+        VectorStoreUnavailableError("x"): "LOUPE_QDRANT_URL",
+        HomeOwnedError(Path("/h"), None): "reload",
+        WeightsUnavailable("x"): "offline-lite",
+        KeyError("unknown model 'nope'; known presets: test-tiny"): "presets",
+    }
+    for err, fix in cases.items():
+        assert fix in explain(err, Path("/h")).fix, (err, explain(err).fix)
+    generic = explain(RuntimeError("boom"))
+    assert "terminal" in generic.fix and generic.detail == "boom"
