@@ -78,6 +78,11 @@ class IndexerService:
         self.work_lock = threading.Lock()  # one writer at a time: the scan/watch loop and API "index" requests
         self.repaired = self.sync.sweep()  # a crash may have left vectors of deleted contents
 
+    @property
+    def watching(self) -> bool:
+        """True once `watch()` has its observer scheduled (events from then on are not missed)."""
+        return self._watcher is not None
+
     def serving_slot(self) -> ModelSlot:
         """The model of the collection searches read: while a new model's collection is being built, queries must
         keep using the old model (its text tower reads the old image space)."""

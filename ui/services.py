@@ -279,10 +279,9 @@ class LocalServices(Services):
         return self.api.jobs.submit(tuple(self.service.roots)).id if self.service.roots else None
 
     def _wait_for_observer(self, timeout: float = 10.0) -> None:
-        """Return once the observer is scheduled, so the catch-up scan and the events leave no gap between them.
-        `IndexerService` keeps its running observer in `_watcher` (no public flag yet): read, never written."""
+        """Return once the observer is scheduled, so the catch-up scan and the events leave no gap between them."""
         deadline = time.monotonic() + timeout
-        while getattr(self.service, "_watcher", None) is None and self._watcher.is_alive():
+        while not self.service.watching and self._watcher.is_alive():
             if time.monotonic() > deadline:
                 log.warning("the watcher has not started after %.0f s", timeout)
                 return
