@@ -313,3 +313,15 @@ def test_indexer_and_a_tagging_writer_at_once_lose_nothing(tmp_path, catalog_url
     finally:
         tagger.close()
         svc.close()
+
+
+def test_embedded_store_builds_its_search_index_after_growth(tmp_path, library):
+    svc = make_service(tmp_path / "home", library, optimize_after=3)
+    try:
+        svc.scan()
+        assert svc.catalog.get_meta(f"optimized_points:{svc.collection.name}") == "5"
+        assert svc.store.count(svc.collection.name) == 5
+        vector = next(iter(svc.store.scroll(svc.collection.name, with_vectors=True))).vector
+        assert svc.store.query(svc.collection.name, vector, limit=1)[0].score > 0.999
+    finally:
+        svc.close()
