@@ -1,0 +1,126 @@
+"""`offline-lite` on real photos, end to end: typed phrases find the right photo, nonsense finds nothing.
+
+25 photos of the held-out evaluation set (bench/data/eval_captions.tsv: Wikimedia photos inside Debian's
+gcompris-qt-data, plus scikit-image and scikit-learn sample images) are written to a folder, indexed by the real
+indexer with the real `offline-lite` model (shipped tuned text head included), and searched through `SearchEngine`
+with the default, calibrated "relevant only" answer — what a user of an air-gapped install sees.
+
+The gcompris package (44 MB) is not installed by pip: the test reads the .deb named by $LOUPE_TEST_GCOMPRIS_DEB
+(.ci/run downloads it with `apt-get download gcompris-qt-data`), an installed /usr/share/gcompris-qt, or a .deb in
+the download cache or scratch/offline/debs/, and skips (with that reason) when there is none. It never downloads.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from bench.data.gcompris import GcomprisSource, GcomprisUnavailable
+from bench.data.realphotos import materialize
+
+pytestmark = pytest.mark.slow
+
+GC = "gcompris:gcompris/src/activities"
+KOALA = f"{GC}/explore_world_animals/resource/animals/koala.webp"
+PARROT = f"{GC}/explore_world_animals/resource/animals/scarlet_macaw.webp"
+HAMMER = f"{GC}/categorization/resource/images/tools/hammer1.webp"
+SCISSORS = f"{GC}/categorization/resource/images/tools/scissors1.webp"
+PENGUIN = f"{GC}/erase/resource/penguin.webp"
+POLAR_BEAR = f"{GC}/explore_world_animals/resource/animals/polar_bear.webp"
+CAT, COFFEE = "skimage:chelsea", "skimage:coffee"
+# Distractors chosen to be hard: other birds next to the parrot, other tools next to the hammer, other mammals.
+PHOTOS = [
+    CAT, COFFEE, "skimage:astronaut", "skimage:rocket", "sklearn:china.jpg", "sklearn:flower.jpg",
+    KOALA, PARROT, PENGUIN, HAMMER, SCISSORS, POLAR_BEAR,
+    f"{GC}/explore_world_animals/resource/animals/kangaroo.webp",
+    *(f"{GC}/erase/resource/{name}.webp" for name in ("alpaca", "bee", "cheetah", "crab", "dolphin", "gorilla",
+                                                       "toucan", "squirrel")),
+    *(f"{GC}/categorization/resource/images/others/{name}.webp" for name in ("chair", "bulb", "pencil")),
+    f"{GC}/categorization/resource/images/tools/screwDriver.webp",
+]
+# Scissors are a distractor only: ImageNet-1k has no scissors class, so offline-lite ranks them third behind a hammer
+# and a pencil; every query here names something the locked classifier knows.
+QUERIES = {"a koala": KOALA, "a cat": CAT, "coffee": COFFEE, "a hammer": HAMMER, "a parrot": PARROT,
+           "a penguin": PENGUIN, "a polar bear": POLAR_BEAR}
+NONSENSE = "qwzx blorf vreep"
+
+
+@pytest.fixture(scope="module")
+def library(tmp_path_factory):
+    """(home, {key: path}): the photos indexed with offline-lite in a fresh data home."""
+    from indexer.service import IndexerService
+    from indexer.settings import IndexerSettings
+
+    try:
+        source = GcomprisSource.locate(download=False)
+    except GcomprisUnavailable as err:
+        pytest.skip(f"no real photos offline: {err}")
+    root = tmp_path_factory.mktemp("real") / "photos"
+    written = materialize(root, sets=("eval",), only=PHOTOS, gcompris=source)
+    assert len(written) == len(PHOTOS)
+    home = tmp_path_factory.mktemp("home")
+    service = IndexerService(IndexerSettings.from_env(home=home, roots=(root,), model="offline-lite", workers=1))
+    try:
+        assert service.scan().embedded == len(PHOTOS)
+    finally:
+        service.close()
+    return home, {key: str(path) for key, path in written.items()}
+
+
+@pytest.fixture(scope="module")
+def engine(library):
+    from search.backend import LocalBackend
+    from search.engine import SearchEngine
+
+    eng = SearchEngine(LocalBackend(library[0]))
+    yield eng
+    eng.close()
+
+
+# search/calibration.py's background-prompt test ("does the query beat 'a photo'?") is inverted in offline-lite's
+# Hellinger space: a specific query is a peaked class distribution, a generic caption a broad one, and a broad one
+# overlaps every photo's class distribution more. On this library the right photos get P 0.00-0.05 (polar bear 0.99)
+# with library z 4.1-4.9, nonsense P 0.3-0.96 with z 1.4-2.5. Until calibration is chosen per model, these two checks
+# fail; strict, so that the fix turns them into failures that ask for this marker to go.
+CALIBRATION_XFAIL = pytest.mark.xfail(strict=True, reason="the background-prompt calibration is inverted for "
+                                      "offline-lite (sqrt-softmax space); needs per-model calibration")
+
+
+def _describe(engine, query: str, paths: dict[str, str]) -> str:
+    """The five closest photos with raw score, calibrated P and relevance, for failure messages."""
+    from search.query import build_query
+
+    page = engine.search(build_query(query), limit=5, min_score=0.0)
+    names = {v: k.rsplit("/", 1)[-1] for k, v in paths.items()}
+    return ", ".join(f"{names.get(r.path, r.path)} {r.score:.3f}/p={r.calibrated:.2f}/{'R' if r.relevant else '-'}"
+                     for r in page.results)
+
+
+@pytest.mark.parametrize("query", sorted(QUERIES))
+def test_typed_phrase_ranks_the_photo_in_the_top_3(engine, library, query):
+    from search.query import build_query
+
+    _, paths = library
+    page = engine.search(build_query(query), limit=3, min_score=0.0)
+    assert paths[QUERIES[query]] in [r.path for r in page.results], f"{query!r}: {_describe(engine, query, paths)}"
+
+
+@CALIBRATION_XFAIL
+def test_typed_phrases_are_good_matches(engine, library):
+    """The default answer (relevant photos only) holds each photo: calibration does not hide a right answer."""
+    from search.query import build_query
+
+    _, paths = library
+    hidden = []
+    for query, key in QUERIES.items():
+        page = engine.search(build_query(query), limit=3)
+        if page.no_good_match or paths[key] not in [r.path for r in page.results]:
+            hidden.append(f"{query!r}: {_describe(engine, query, paths)}")
+    assert not hidden, "right photo not a good match:\n" + "\n".join(hidden)
+
+
+@CALIBRATION_XFAIL
+def test_nonsense_finds_no_good_match(engine, library):
+    from search.query import build_query
+
+    page = engine.search(build_query(NONSENSE), limit=3)
+    assert page.no_good_match and not page.results, f"{NONSENSE!r} matched: {_describe(engine, NONSENSE, library[1])}"
