@@ -1,14 +1,15 @@
 """Scores people can trust: is this photo a *good* match, or just the least bad one?
 
-A raw cosine means little on its own (its scale differs per model and per query), so each hit gets two references:
+A raw cosine means little on its own: its scale differs per model and per query. So each query is calibrated
+against the library itself: its scores over a sample of the collection give a typical score and spread, and a hit
+counts as relevant when it stands `MIN_LIBRARY_Z` spreads above that. A query that scores everything alike
+(nonsense, or a concept the library does not hold) then flags nothing and answers "no good match".
 
-* **background prompts** — generic captions ("a photo", "an image of something"). A photo matches a query when the
-  query describes it better than a caption that says nothing: p = σ(τ·(s_query − softmax-mean s_background)).
-  This is the zero-shot-classification view of LiT/CLIP: the query competes with "nothing in particular".
-* **the library** — the query's score distribution over a sample of the library (z-score), so a query that scores
-  everything alike (nonsense, or a concept absent from the library) does not flag its top hits as relevant.
-
-A hit is *relevant* when both agree; a query with no relevant hit answers "no good match".
+Comparing against generic captions ("a photo", "an image") was tried first and dropped: in offline-lite's space a
+specific query is a peaked class distribution and a generic caption a broad one, so the broad caption overlaps every
+photo more and the test ran backwards (right photos got P 0.00-0.05, nonsense up to 0.96). The library z-score
+separated them on the real-photo dev set: with z ≥ 3, right photos were flagged 21% (dev) / 71% (eval) of the time
+against 4% before, and nonsense matched 0/20 (dev) and 3/20 (eval) queries.
 """
 
 from __future__ import annotations
@@ -17,32 +18,28 @@ from dataclasses import dataclass
 
 import numpy as np
 
-BACKGROUND_PROMPTS = (
-    "a photo", "a picture", "an image", "a photo of something", "a photo of an object", "a photo of a thing",
-    "a snapshot", "a random photo", "a photo of stuff", "an ordinary photo", "a picture of something", "a scene",
-)
-TEMPERATURE = 30.0  # τ: score differences of ~0.1 become confident (σ(3) ≈ 0.95) for unit vectors
-MIN_PROBABILITY = 0.5  # beats the background prompts
-MIN_LIBRARY_Z = 1.5  # stands out from the query's scores across the library
+MIN_LIBRARY_Z = 3.0  # chosen on the real-photo dev set (bench/data/dev_captions.tsv), never on the eval set
+SLOPE = 2.0  # how fast the calibrated score rises around the threshold: z = 3 → 0.5, z = 4 → 0.88, z = 2 → 0.12
+MIN_SAMPLE = 8  # below this a library is too small to judge: every hit counts as relevant
 
 
 @dataclass(frozen=True)
 class Calibrator:
-    background: np.ndarray  # (B, D) unit vectors of BACKGROUND_PROMPTS
     library_sample: np.ndarray  # (S, D) unit vectors sampled from the collection (may be empty)
-
-    def probability(self, scores: np.ndarray, vectors: np.ndarray) -> np.ndarray:
-        """(N,) P(query beats the background) for hits with raw `scores` (N,) and `vectors` (N, D)."""
-        bg = vectors @ self.background.T  # (N, B)
-        soft_bg = np.log(np.exp(TEMPERATURE * bg).mean(axis=1)) / TEMPERATURE  # (N,) smooth max of background
-        return 1.0 / (1.0 + np.exp(-TEMPERATURE * (scores - soft_bg)))
 
     def library_z(self, query: np.ndarray, scores: np.ndarray) -> np.ndarray:
         """(N,) how many standard deviations above the library's typical score for this query."""
-        if len(self.library_sample) < 8:
-            return np.full(scores.shape, np.inf)  # too small a library to judge: background decides alone
+        if len(self.library_sample) < MIN_SAMPLE:
+            return np.full(scores.shape, np.inf)
         sample = self.library_sample @ query  # (S,)
         return (scores - sample.mean()) / max(float(sample.std()), 1e-6)
 
-    def relevant(self, probability: np.ndarray, z: np.ndarray) -> np.ndarray:
-        return (probability >= MIN_PROBABILITY) & (z >= MIN_LIBRARY_Z)
+    def calibrated(self, query: np.ndarray, scores: np.ndarray) -> np.ndarray:
+        """(N,) in 0..1: a logistic of the library z-score, 0.5 exactly at the relevance threshold."""
+        z = self.library_z(query, scores)
+        with np.errstate(over="ignore"):
+            return 1.0 / (1.0 + np.exp(-SLOPE * (z - MIN_LIBRARY_Z)))
+
+    @staticmethod
+    def relevant(calibrated: np.ndarray) -> np.ndarray:
+        return calibrated >= 0.5

@@ -6,7 +6,7 @@
     python -m search --like ~/Pictures/cat.jpg              more like this photo (in the library or not)
     python -m search "birthday cake" --folder ~/Pictures/2023 --after 2023-06-01 --type jpg --json
 
-Only photos that match well are listed (calibrated against generic captions and the library); when none do, the
+Only photos that match well are listed (scores calibrated against the library's own); when none do, the
 answer is "no good match". `--min-score 0` lists the closest photos anyway. When an indexer owns the data home
 the query goes through it (no model load here); otherwise the stores are opened in this process.
 """

@@ -16,7 +16,7 @@ import numpy as np
 
 from indexer.vectors import Hit, VectorFilter, point_id
 from search.backend import Backend
-from search.calibration import BACKGROUND_PROMPTS, Calibrator
+from search.calibration import Calibrator
 from search.dedupe import DEFAULT_THRESHOLD, collapse
 from search.query import Query, Term
 
@@ -33,7 +33,7 @@ class SearchResult:
     path: str  # first live path of the content
     paths: list[str]
     score: float  # raw cosine similarity to the query vector
-    calibrated: float  # P(the query describes this photo better than a generic caption), 0..1
+    calibrated: float  # 0..1, 0.5 at the relevance threshold: how far above the library's typical score
     relevant: bool
     content_hash: str
     thumbnail: str | None
@@ -147,23 +147,22 @@ class SearchEngine:
         matrix = np.stack([vectors[h.id] for h in hits]).astype(np.float32)  # (N, D)
         scores = np.array([h.score for h in hits], np.float32)
         calibrator = self.calibrator()
-        probability = calibrator.probability(scores, matrix)
-        relevant = calibrator.relevant(probability, calibrator.library_z(query, scores))
+        probability = calibrator.calibrated(query, scores)
+        relevant = calibrator.relevant(probability)
         rows = zip(hits, probability, relevant, matrix, strict=True)
         return [(self._result(h, float(p), bool(r)), v) for h, p, r, v in rows]
 
     def calibrator(self) -> Calibrator:
-        """Background prompt vectors and a library sample, computed once per engine."""
+        """A sample of the library's vectors, read once per engine."""
         if self._calibrator is None:
-            background = self.backend.encode_texts(list(BACKGROUND_PROMPTS))
             sample = []
             for point in self.backend.store.scroll(self.collection, with_vectors=True):
                 sample.append(point.vector)
                 if len(sample) >= LIBRARY_SAMPLE:
                     break
-            dim = background.shape[1]
+            dim = self.backend.collection.dim
             matrix = np.stack(sample).astype(np.float32) if sample else np.zeros((0, dim), np.float32)
-            self._calibrator = Calibrator(background.astype(np.float32), matrix)
+            self._calibrator = Calibrator(matrix)
         return self._calibrator
 
     def _result(self, hit: Hit, probability: float, relevant: bool) -> SearchResult:

@@ -76,15 +76,6 @@ def engine(library):
     eng.close()
 
 
-# search/calibration.py's background-prompt test ("does the query beat 'a photo'?") is inverted in offline-lite's
-# Hellinger space: a specific query is a peaked class distribution, a generic caption a broad one, and a broad one
-# overlaps every photo's class distribution more. On this library the right photos get P 0.00-0.05 (polar bear 0.99)
-# with library z 4.1-4.9, nonsense P 0.3-0.96 with z 1.4-2.5. Until calibration is chosen per model, these two checks
-# fail; strict, so that the fix turns them into failures that ask for this marker to go.
-CALIBRATION_XFAIL = pytest.mark.xfail(strict=True, reason="the background-prompt calibration is inverted for "
-                                      "offline-lite (sqrt-softmax space); needs per-model calibration")
-
-
 def _describe(engine, query: str, paths: dict[str, str]) -> str:
     """The five closest photos with raw score, calibrated P and relevance, for failure messages."""
     from search.query import build_query
@@ -104,7 +95,6 @@ def test_typed_phrase_ranks_the_photo_in_the_top_3(engine, library, query):
     assert paths[QUERIES[query]] in [r.path for r in page.results], f"{query!r}: {_describe(engine, query, paths)}"
 
 
-@CALIBRATION_XFAIL
 def test_typed_phrases_are_good_matches(engine, library):
     """The default answer (relevant photos only) holds each photo: calibration does not hide a right answer."""
     from search.query import build_query
@@ -118,7 +108,6 @@ def test_typed_phrases_are_good_matches(engine, library):
     assert not hidden, "right photo not a good match:\n" + "\n".join(hidden)
 
 
-@CALIBRATION_XFAIL
 def test_nonsense_finds_no_good_match(engine, library):
     from search.query import build_query
 
