@@ -247,6 +247,22 @@ def check_unit_vectors(points: Sequence[VectorPoint]) -> list[np.ndarray]:
     return vectors
 
 
+def native_filter(flt: VectorFilter | None, condition: Any, make_filter: Any) -> Any:
+    """A backend's filter from a VectorFilter: `condition` maps one `Condition`, `make_filter(must=, must_not=)`
+    builds the backend's filter type. None when there is nothing to filter on."""
+    if flt is None:
+        return None
+    must, must_not = flt.conditions()
+    if not must and not must_not:
+        return None
+    return make_filter(must=[condition(c) for c in must] or None, must_not=[condition(c) for c in must_not] or None)
+
+
+def as_vector(raw: Any) -> np.ndarray | None:
+    """A backend's vector (list or array) as float32, None stays None."""
+    return None if raw is None else np.asarray(raw, dtype=np.float32)
+
+
 def as_id_list(ids: str | Sequence[str]) -> list[str]:
     return [ids] if isinstance(ids, str) else [str(i) for i in ids]
 

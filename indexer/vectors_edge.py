@@ -48,8 +48,10 @@ from indexer.vectors import (
     VectorPoint,
     VectorStoreError,
     as_id_list,
+    as_vector,
     check_collection_name,
     check_unit_vectors,
+    native_filter,
 )
 
 log = logging.getLogger(__name__)
@@ -95,16 +97,7 @@ def _condition(cond: Condition) -> Any:
 
 def edge_filter(flt: VectorFilter | None) -> qe.Filter | None:
     """The one place a VectorFilter becomes a Qdrant Edge filter."""
-    if flt is None:
-        return None
-    must, must_not = flt.conditions()
-    if not must and not must_not:
-        return None
-    return qe.Filter(must=[_condition(c) for c in must] or None, must_not=[_condition(c) for c in must_not] or None)
-
-
-def _vector(raw: Any) -> np.ndarray | None:
-    return None if raw is None else np.asarray(raw, dtype=np.float32)
+    return native_filter(flt, _condition, qe.Filter)
 
 
 def _acquire_lock(root: Path) -> int:
@@ -195,7 +188,7 @@ class EdgeVectorStore:
 
     def retrieve(self, name: str, ids: Sequence[str], with_vectors: bool = False) -> list[VectorPoint]:
         records = _edge_call(self._path(name), self._shard(name).retrieve, as_id_list(ids), True, with_vectors)
-        return [VectorPoint(str(r.id), _vector(r.vector), r.payload or {}) for r in records]
+        return [VectorPoint(str(r.id), as_vector(r.vector), r.payload or {}) for r in records]
 
     def query(
         self,
@@ -230,7 +223,7 @@ class EdgeVectorStore:
                 offset=offset, limit=batch, filter=edge_filter(filter), with_payload=True, with_vector=with_vectors
             )
             records, offset = _edge_call(self._path(name), self._shard(name).scroll, request)
-            yield from (VectorPoint(str(r.id), _vector(r.vector), r.payload or {}) for r in records)
+            yield from (VectorPoint(str(r.id), as_vector(r.vector), r.payload or {}) for r in records)
             if offset is None:
                 return
 

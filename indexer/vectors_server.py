@@ -30,8 +30,10 @@ from indexer.vectors import (
     VectorPoint,
     VectorStoreUnavailableError,
     as_id_list,
+    as_vector,
     check_collection_name,
     check_unit_vectors,
+    native_filter,
 )
 
 log = logging.getLogger(__name__)
@@ -53,16 +55,7 @@ def _condition(cond: Condition) -> Any:
 
 def server_filter(flt: VectorFilter | None) -> qm.Filter | None:
     """The one place a VectorFilter becomes a qdrant-client filter."""
-    if flt is None:
-        return None
-    must, must_not = flt.conditions()
-    if not must and not must_not:
-        return None
-    return qm.Filter(must=[_condition(c) for c in must] or None, must_not=[_condition(c) for c in must_not] or None)
-
-
-def _vector(raw: Any) -> np.ndarray | None:
-    return None if raw is None else np.asarray(raw, dtype=np.float32)
+    return native_filter(flt, _condition, qm.Filter)
 
 
 class ServerVectorStore:
@@ -173,7 +166,7 @@ class ServerVectorStore:
         wanted = as_id_list(ids)
         with self._errors(name):
             records = self._client.retrieve(name, wanted, with_payload=True, with_vectors=with_vectors)
-        found = {str(r.id): VectorPoint(str(r.id), _vector(r.vector), r.payload or {}) for r in records}
+        found = {str(r.id): VectorPoint(str(r.id), as_vector(r.vector), r.payload or {}) for r in records}
         return [found[i] for i in wanted if i in found]
 
     def query(
@@ -215,7 +208,7 @@ class ServerVectorStore:
                     with_payload=True,
                     with_vectors=with_vectors,
                 )
-            yield from (VectorPoint(str(r.id), _vector(r.vector), r.payload or {}) for r in records)
+            yield from (VectorPoint(str(r.id), as_vector(r.vector), r.payload or {}) for r in records)
             if offset is None:
                 return
 
