@@ -30,14 +30,15 @@ class _Handler(FileSystemEventHandler):
     def on_any_event(self, event: FileSystemEvent) -> None:
         if event.event_type in ("opened", "closed_no_write"):
             return
-        paths = [event.src_path] + ([event.dest_path] if getattr(event, "dest_path", "") else [])
-        for raw in paths:
+        dest = getattr(event, "dest_path", "")
+        paths = [(event.src_path, event.event_type == "closed")] + ([(dest, True)] if dest else [])
+        for raw, complete in paths:  # a rename's destination is complete at once (rename is atomic)
             path = Path(raw if isinstance(raw, str) else raw.decode())
             if event.is_directory:
                 if event.event_type != "modified" and not self._hidden(path):
                     self.queue.touch_folder(path)
             elif self.rules.accepts(path, self.roots):
-                self.queue.touch(path, closed=event.event_type == "closed")
+                self.queue.touch(path, closed=complete)
 
     def _hidden(self, path: Path) -> bool:
         return not self.rules.include_hidden and any(p.startswith(".") for p in path.parts)

@@ -8,6 +8,8 @@ de-duplicated from the hits' own vectors. `models.evaluate retrieval` and the UI
 from __future__ import annotations
 
 import logging
+import os
+import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -25,6 +27,7 @@ log = logging.getLogger(__name__)
 ENSEMBLE_TEMPLATES = ("{}", "a photo of {}", "a picture of {}")  # prompt ensembling for short queries
 SHORT_QUERY_WORDS = 3
 LIBRARY_SAMPLE = 512
+SAMPLE_MAX_AGE = 3600.0  # seconds a cached library sample is trusted (calibration statistics change slowly)
 POOL_FACTOR = 3  # candidates fetched per result shown, to refill a page after collapsing duplicates
 
 
@@ -153,17 +156,25 @@ class SearchEngine:
         return [(self._result(h, float(p), bool(r)), v) for h, p, r, v in rows]
 
     def calibrator(self) -> Calibrator:
-        """A sample of the library's vectors, read once per engine."""
+        """A sample of the library's vectors, read once per engine and cached in the data home for an hour, so a
+        CLI query through the owner does not pull 2 MB of vectors over its API every time."""
         if self._calibrator is None:
-            sample = []
-            for point in self.backend.store.scroll(self.collection, with_vectors=True):
-                sample.append(point.vector)
-                if len(sample) >= LIBRARY_SAMPLE:
-                    break
-            dim = self.backend.collection.dim
-            matrix = np.stack(sample).astype(np.float32) if sample else np.zeros((0, dim), np.float32)
+            cache = self.backend.home / "cache" / f"library-sample-{self.collection}.npy"
+            matrix = _fresh_sample(cache)
+            if matrix is None:
+                matrix = self._read_sample()
+                _save_sample(cache, matrix)
             self._calibrator = Calibrator(matrix)
         return self._calibrator
+
+    def _read_sample(self) -> np.ndarray:
+        sample = []
+        for point in self.backend.store.scroll(self.collection, with_vectors=True):
+            sample.append(point.vector)
+            if len(sample) >= LIBRARY_SAMPLE:
+                break
+        dim = self.backend.collection.dim
+        return np.stack(sample).astype(np.float32) if sample else np.zeros((0, dim), np.float32)
 
     def _result(self, hit: Hit, probability: float, relevant: bool) -> SearchResult:
         payload = hit.payload
@@ -193,6 +204,27 @@ def _collapsed(scored: list[tuple[SearchResult, np.ndarray]], threshold: float) 
         twins = [p for i in group[1:] for p in scored[i][0].paths]
         out.append(SearchResult(**{**head.__dict__, "duplicates": twins}) if twins else head)
     return out
+
+
+def _fresh_sample(path: Path) -> np.ndarray | None:
+    """The cached library sample if it is younger than SAMPLE_MAX_AGE and readable."""
+    try:
+        if time.time() - path.stat().st_mtime > SAMPLE_MAX_AGE:
+            return None
+        return np.load(path)
+    except (OSError, ValueError):
+        return None
+
+
+def _save_sample(path: Path, matrix: np.ndarray) -> None:
+    """Atomic write; a read-only or full data home just means no cache."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.stem}.{os.getpid()}.npy")
+        np.save(tmp, matrix)
+        os.replace(tmp, path)
+    except OSError as err:
+        log.debug("not caching the library sample: %s", err)
 
 
 def _unit(vector: np.ndarray) -> np.ndarray:
