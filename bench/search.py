@@ -2,22 +2,24 @@
 and the wall time of a whole `python -m search … --json` process with and without a running owner.
 
     .venv/bin/python bench/search.py [--sizes 10000 100000] [--queries 30] [--model offline-lite] [--skip-cli]
-                                     [--stores edge local] [--optimize] [--cli-runs 5]
+                                     [--stores edge local] [--optimize] [--cli-runs 5] [--torch-threads N]
 
 In-process latency: the engine end to end — text encoding with the real model (prompt ensembling for short
 queries), the vector search (limit 20 with duplicate collapse on, so 60 candidates), fetching the candidates'
 vectors, calibration, collapse and result metadata (thumbnail lookups). The stored vectors are synthetic but shaped
 like offline-lite's (the square root of a peaked 1000-class softmax, from bench.capacity), with payloads built by
-`indexer.vectors.build_payload`; they go straight into the stores, so no 100k real photos are needed. The engine
-runs over a small `search.backend.Backend` around the store and a real model bundle; its one-time setup (12
-background prompts encoded, a 512-vector library sample) happens before the clock starts. Edge is measured as the
-indexer leaves it (it never calls `optimize()`, so search is brute force over plain segments); `--optimize` adds
-rows after an HNSW build (slow: minutes at 100k on 2 cores).
+`indexer.vectors.build_payload`; they go straight into the stores, so no 100k real photos are needed. Local mode
+runs in memory (persisted, it writes every upsert to SQLite at ~50-100 points/s here; its queries scan the same
+in-memory arrays either way). The engine runs over a small `search.backend.Backend` around the store and a real
+model bundle; its one-time setup (a 512-vector library sample for calibration) happens before the clock starts.
+Edge is measured with plain segments (brute force, as before the indexer's first optimize); `--optimize` adds a row
+after an HNSW build (slow: minutes at 100k on 2 cores).
 
-CLI: `python -m indexer DIR --watch --home H` is started on a small folder; once it has indexed it, the CLI runs
---cli-runs times through it (p50 of the whole process); a wrapper run lists which heavy modules the CLI imported
-(torch must not be one) and `-X importtime` the slowest imports. Then the owner gets SIGINT and the CLI runs alone
-(opening the stores and loading the model itself).
+CLI: `python -m indexer DIR --watch --home H` is started on a folder of 600 small photos (so the engine's
+512-vector library sample is full, as in a real library); once they are indexed the CLI runs --cli-runs times
+through it (p50 of the whole process); a wrapper run lists which heavy modules the CLI imported (torch must not be
+one) and times its phases, and `-X importtime` names the slowest imports. Then the owner gets SIGINT and the CLI
+runs alone (opening the stores and loading the model itself).
 
 Timings on a shared 2-core machine are noisy: each measurement is taken --repeat times and the better one is shown.
 """
