@@ -30,8 +30,10 @@ def timm_preprocess(backbone: torch.nn.Module) -> tuple[object, dict]:
     return transform, jsonable
 
 
-def timm_image_tower(arch: str, *, pretrained: bool, head_spec: list[dict] | None = None) -> ImageTower:
+def timm_image_tower(arch: str, *, pretrained: bool, head_dim: int | None = None) -> ImageTower:
+    """A timm backbone's pooled features, with a linear head to `head_dim` when given."""
     backbone = _timm_backbone(arch, pretrained)
+    head_spec = [{"type": "linear", "in": backbone.num_features, "out": head_dim}] if head_dim else []
     _, preprocess_config = timm_preprocess(backbone)
     return ImageTower(
         backbone, arch=arch, feature_dim=backbone.num_features, head_spec=head_spec,
@@ -76,8 +78,7 @@ def test_tiny(seed: int = TINY_SEED, dim: int = 32) -> ModelBundle:
     from models.offline_lite import minilm_dir
 
     with seeded(seed):
-        image = timm_image_tower("test_efficientnet", pretrained=False, head_spec=[
-            {"type": "linear", "in": 256, "out": dim}])
+        image = timm_image_tower("test_efficientnet", pretrained=False, head_dim=dim)
         config = BertConfig(vocab_size=30522, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
                             intermediate_size=64, max_position_embeddings=64, hidden_act="gelu_pytorch_tanh")
         encoder = BertModel(config, add_pooling_layer=False)
@@ -100,9 +101,7 @@ def custom(name: str, *, pretrained: bool = True, dim: int | None = None, poolin
     if not text_part.startswith("hf:"):
         raise ValueError(f"custom model must look like 'timm:<arch>+hf:<name or dir>', got {name!r}")
     arch, source = image_part[len("timm:"):], text_part[len("hf:"):]
-    probe = _timm_backbone(arch, pretrained=False)
-    image_head = [{"type": "linear", "in": probe.num_features, "out": dim}] if dim else []
-    image = timm_image_tower(arch, pretrained=pretrained, head_spec=image_head)
+    image = timm_image_tower(arch, pretrained=pretrained, head_dim=dim)
     try:
         encoder = AutoModel.from_pretrained(source)
     except OSError as err:

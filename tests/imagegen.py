@@ -191,13 +191,7 @@ def write_png(
 ) -> Path:
     """A PNG in `mode`: RGB, RGBA or LA (left half transparent unless `image` has that mode already), L, 1, P,
     'PT' (P with the top-left pixel's colour transparent), or I;16 / I (a horizontal 0..65535 ramp)."""
-    img = _moded(_content(size, color, seed, image), mode)
-    kwargs: dict[str, Any] = {}
-    if mode == "PT":
-        kwargs["transparency"] = img.getpixel((0, 0))
-    if exif:
-        kwargs["exif"] = build_exif(exif).tobytes()
-    return _save(img, path, "PNG", **kwargs)
+    return write_image(path, "PNG", size, mode, color, seed, image=image, exif=exif)
 
 
 def write_image(
