@@ -374,14 +374,9 @@ def small_photos(folder: Path, n: int) -> list[Path]:
 
 def cli_rows(args: argparse.Namespace, workdir: Path) -> dict:
     photos = small_photos(args.dir / "search-cli", args.cli_photos)
-    folder = workdir / "cli-library"
-    shutil.rmtree(folder, ignore_errors=True)
-    folder.mkdir(parents=True)
-    for p in photos:
-        try:
-            os.link(p, folder / p.name)
-        except OSError:
-            shutil.copyfile(p, folder / p.name)
+    from bench.index import link_library
+
+    folder = link_library(photos, workdir / "cli-library")
     home = workdir / "cli-home"
     shutil.rmtree(home, ignore_errors=True)
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
