@@ -9,10 +9,10 @@ Then a fresh process opens the shard, as a restarted owner would, and measures w
 RSS after the queries, HNSW query latency p50/p95, brute-force (exact) latency, and HNSW recall@10 against the
 exact answer. Prints one markdown table.
 
-Why it talks to `qdrant_edge` directly: `indexer.vectors_edge.EdgeVectorStore` takes no quantization or
+Why it talks to `qdrant_edge` directly: `indexer.stores.vectors_edge.EdgeVectorStore` takes no quantization or
 memory-placement config (it creates shards with Edge's defaults), and the question here is precisely what those
 settings buy. The unquantized rows use exactly the store's defaults (vectors `Cached`, cosine, WAL on), the same
-payload (`indexer.vectors.build_payload`), point ids (`point_id`) and payload indexes (`INDEXED_FIELDS`), so they
+payload (`indexer.stores.vectors.build_payload`), point ids (`point_id`) and payload indexes (`INDEXED_FIELDS`), so they
 stand for what Loupe does today. The int8 rows are the memory-saving layout a server deployment would use:
 scalar int8 quantization kept in RAM (`Pinned`), original vectors `Cold` on disk, HNSW search with rescoring.
 
@@ -44,7 +44,7 @@ from pathlib import Path
 import numpy as np
 import qdrant_edge as qe
 
-from indexer.vectors import INDEXED_FIELDS, build_payload, point_id
+from indexer.stores.vectors import INDEXED_FIELDS, build_payload, point_id
 
 CHECKPOINTS = (10_000, 100_000, 300_000, 1_000_000)
 CHUNK = 1_000  # points per upsert call. Larger calls skew reopen: Edge replays the last WAL entries into RAM

@@ -24,8 +24,8 @@ from PIL import Image, features
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere
 
-from indexer.decode import decode_image  # noqa: E402
-from indexer.hashing import content_hash  # noqa: E402
+from indexer.scan.decode import decode_image  # noqa: E402
+from indexer.scan.hashing import content_hash  # noqa: E402
 
 log = logging.getLogger("bench.decode")
 SIZE_12MP = (4000, 3000)

@@ -45,10 +45,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script 
 import torch  # noqa: E402
 from PIL import Image, features  # noqa: E402
 
-import indexer.pipeline as pipeline_module  # noqa: E402
+import indexer.scan.pipeline as pipeline_module  # noqa: E402
 from bench.decode import SIZE_12MP, ensure_files  # noqa: E402
-from indexer.decode import decode_image  # noqa: E402
-from indexer.service import IndexerService  # noqa: E402
+from indexer.owner.service import IndexerService  # noqa: E402
+from indexer.scan.decode import decode_image  # noqa: E402
 from indexer.settings import IndexerSettings  # noqa: E402
 
 log = logging.getLogger("bench.index")

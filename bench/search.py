@@ -8,7 +8,7 @@ In-process latency: the engine end to end — text encoding with the real model 
 queries), the vector search (limit 20 with duplicate collapse on, so 60 candidates), fetching the candidates'
 vectors, calibration, collapse and result metadata (thumbnail lookups). The stored vectors are synthetic but shaped
 like offline-lite's (the square root of a peaked 1000-class softmax, from bench.capacity), with payloads built by
-`indexer.vectors.build_payload`; they go straight into the stores, so no 100k real photos are needed. Local mode
+`indexer.stores.vectors.build_payload`; they go straight into the stores, so no 100k real photos are needed. Local mode
 runs in memory (persisted, it writes every upsert to SQLite at ~50-100 points/s here; its queries scan the same
 in-memory arrays either way). The engine runs over a small `search.backend.Backend` around the store and a real
 model bundle; its one-time setup (a 512-vector library sample for calibration) happens before the clock starts.
@@ -48,7 +48,7 @@ sys.path.insert(0, str(ROOT))  # run as a script from anywhere
 
 import numpy as np  # noqa: E402
 
-from indexer.vectors import VectorPoint, build_payload, point_id  # noqa: E402
+from indexer.stores.vectors import VectorPoint, build_payload, point_id  # noqa: E402
 
 log = logging.getLogger("bench.search")
 COLLECTION = "bench-images"
@@ -120,7 +120,7 @@ class BenchBackend:
         return self.active.encode_texts(list(texts)).cpu().numpy()
 
     def encode_image(self, path: Path | None = None, data: bytes | None = None) -> np.ndarray:
-        from indexer.decode import decode_image
+        from indexer.scan.decode import decode_image
 
         raw = data if data is not None else Path(path).read_bytes()
         decoded = decode_image(raw, min_side=2 * self.bundle.input_size)
@@ -200,8 +200,8 @@ def measure(store, name: str, points: int, upsert_per_s: float, bundle, home: Pa
 
 
 def latency_rows(args: argparse.Namespace, bundle, workdir: Path) -> list[Latency]:
-    from indexer.vectors_edge import EdgeVectorStore
-    from indexer.vectors_server import ServerVectorStore
+    from indexer.stores.vectors_edge import EdgeVectorStore
+    from indexer.stores.vectors_server import ServerVectorStore
 
     rows: list[Latency] = []
     sizes = sorted(args.sizes)
@@ -232,7 +232,7 @@ def latency_rows(args: argparse.Namespace, bundle, workdir: Path) -> list[Latenc
 
 def optimized(store, root: Path, workdir: Path, size: int, bundle, args: argparse.Namespace) -> Latency:
     """Build HNSW on a copy of the shard (the original stays as the indexer leaves it) and measure there."""
-    from indexer.vectors_edge import EdgeVectorStore
+    from indexer.stores.vectors_edge import EdgeVectorStore
 
     store.close()
     copy = workdir / "store-edge-optimized"
@@ -260,7 +260,7 @@ import time
 started = time.perf_counter()
 import json, sys
 HEAVY = set(sys.argv.pop(1).split(","))
-import indexer.client, models.home, search.backend, search.cli, search.engine, search.query  # what the CLI imports
+import indexer.owner.client, models.home, search.backend, search.cli, search.engine, search.query  # the CLI's
 imported = time.perf_counter()
 phases = {}
 def timed(cls, name):
@@ -323,7 +323,7 @@ def import_profile(query_argv: list[str], env: dict) -> tuple[dict, list[tuple[f
 
 
 def wait_for_owner(home: Path, n_files: int, process: subprocess.Popen, timeout: float = 300):
-    from indexer.client import OwnerClient
+    from indexer.owner.client import OwnerClient
 
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

@@ -4,7 +4,8 @@
     python /opt/loupe/healthcheck.py owner                                  the indexer (its local API's /health)
 
 Why `owner` reads `$LOUPE_HOME/owner.json` instead of a fixed URL: `python -m indexer --watch` serves its local API
-on 127.0.0.1 at a free port unless told one, and publishes where in owner.json (indexer.owner). Reading it checks
+on 127.0.0.1 at a free port unless told one, and publishes where in owner.json
+(indexer.owner.ownership). Reading it checks
 what matters: the watcher holds the data home and its API answers. The image has no curl (and needs none).
 
 Exit status 0 when healthy, 1 otherwise, with one line saying why (Docker keeps it in `docker inspect`).

@@ -10,26 +10,14 @@
 from __future__ import annotations
 
 import argparse
-import json
 import logging
-import signal
 import sys
-from dataclasses import asdict
 from pathlib import Path
 
+from indexer.cli_common import add_common_options, setup_logging
 from indexer.settings import DEFAULT_IGNORES, DEFAULT_MODEL, IndexerSettings
 
 log = logging.getLogger("indexer")
-
-
-def _common(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--home", help="data home (default: $LOUPE_HOME or ~/.loupe)")
-    parser.add_argument("--db-url", help="SQLAlchemy URL of the catalog (default: SQLite in the data home; "
-                                         "env LOUPE_DB_URL)")
-    parser.add_argument("--qdrant-url", help="Qdrant server URL (default: embedded Qdrant Edge; env LOUPE_QDRANT_URL)")
-    parser.add_argument("--qdrant-api-key", help="Qdrant API key (env LOUPE_QDRANT_API_KEY)")
-    parser.add_argument("--json", action="store_true", help="machine-readable output on stdout")
-    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -58,7 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
                             ("--replication-factor", "Qdrant server: copies of each shard"),
                             ("--write-consistency-factor", "Qdrant server: replicas that must ack a write")):
         parser.add_argument(name, type=int, default=1, help=help_text)
-    _common(parser)
+    add_common_options(parser)
     return parser
 
 
@@ -75,12 +63,6 @@ def settings_from(args: argparse.Namespace) -> IndexerSettings:
     )
 
 
-def _setup_logging(verbose: bool) -> None:
-    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    for noisy in ("httpx", "uvicorn.access", "watchdog"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
-
-
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv and argv[0] in ("status", "forget"):
@@ -88,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
 
         return admin_main(argv)
     args = build_parser().parse_args(argv)
-    _setup_logging(args.verbose)
+    setup_logging(args.verbose)
     missing = [str(p) for p in args.paths if not p.expanduser().is_dir()]
     if missing:
         print(f"error: not a folder: {', '.join(missing)}", file=sys.stderr)
@@ -105,27 +87,3 @@ def main(argv: list[str] | None = None) -> int:
     from indexer.run import run
 
     return run(settings, as_json=args.json, port=args.port)
-
-
-def print_report(report, as_json: bool) -> None:
-    data = asdict(report)
-    if as_json:
-        print(json.dumps(data))
-        return
-    print(f"{data['embedded']} embedded, {data['reused']} reused (moved/renamed/duplicate), {data['failed']} failed, "
-          f"{data['deleted']} deleted, {data['unchanged']} unchanged in {data['seconds']:.1f}s")
-    for root in data["skipped_roots"]:
-        print(f"warning: {root} looked unmounted or empty; its files were left as they are", file=sys.stderr)
-
-
-def install_stop_handlers(stop) -> None:
-    """Ctrl-C / SIGTERM: finish the batch in flight, flush, exit 0 (a second Ctrl-C aborts at once)."""
-
-    def handler(signum, _frame):
-        if stop.is_set():
-            raise KeyboardInterrupt
-        log.info("stopping after the current batch (Ctrl-C again to abort)")
-        stop.set()
-
-    signal.signal(signal.SIGINT, handler)
-    signal.signal(signal.SIGTERM, handler)

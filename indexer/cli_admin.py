@@ -10,7 +10,7 @@ import json
 import sys
 from pathlib import Path
 
-from indexer.cli import _common
+from indexer.cli_common import add_common_options
 from indexer.settings import IndexerSettings
 
 
@@ -18,7 +18,7 @@ def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog=f"python -m indexer {argv[0]}")
     if argv[0] == "forget":
         parser.add_argument("folder", type=Path, help="folder whose files leave the index")
-    _common(parser)
+    add_common_options(parser)
     args = parser.parse_args(argv[1:])
     settings = IndexerSettings.from_env(home=args.home, db_url=args.db_url, qdrant_url=args.qdrant_url,
                                         qdrant_api_key=args.qdrant_api_key)
@@ -49,15 +49,15 @@ def status(settings: IndexerSettings, as_json: bool) -> int:
 
 
 def _status_report(settings: IndexerSettings) -> dict:
-    from indexer.client import OwnerClient
+    from indexer.owner.client import OwnerClient
 
     client = OwnerClient.find(settings.home)
     if client is not None:
         return client.status()
-    from indexer.catalog import Catalog
-    from indexer.owner import Ownership
-    from indexer.status import status_report
-    from indexer.vectors import open_vector_store
+    from indexer.owner.ownership import Ownership
+    from indexer.owner.status import status_report
+    from indexer.stores.catalog import Catalog
+    from indexer.stores.factory import open_vector_store
 
     with Ownership.acquire(settings.home, "indexer status"):
         catalog = Catalog.for_home(settings.home, settings.db_url)
@@ -70,10 +70,10 @@ def _status_report(settings: IndexerSettings) -> dict:
 
 
 def forget(settings: IndexerSettings, folder: Path, as_json: bool) -> int:
-    from indexer.catalog import Catalog
-    from indexer.owner import HomeOwnedError, Ownership
-    from indexer.sync import PayloadSync
-    from indexer.vectors import open_vector_store
+    from indexer.owner.ownership import HomeOwnedError, Ownership
+    from indexer.scan.sync import PayloadSync
+    from indexer.stores.catalog import Catalog
+    from indexer.stores.factory import open_vector_store
 
     try:
         lock = Ownership.acquire(settings.home, "indexer forget")

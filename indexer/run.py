@@ -12,10 +12,10 @@ import logging
 import sys
 import time
 
-from indexer.cli import install_stop_handlers, print_report
-from indexer.owner import HomeOwnedError, Ownership
+from indexer.cli_common import install_stop_handlers, print_report
+from indexer.owner.ownership import HomeOwnedError, Ownership
 from indexer.settings import IndexerSettings
-from indexer.vectors import VectorStoreError
+from indexer.stores.vectors import VectorStoreError
 
 log = logging.getLogger("indexer")
 
@@ -30,7 +30,7 @@ def run(settings: IndexerSettings, *, as_json: bool = False, port: int = 0) -> i
         return _delegate(settings, err, as_json)
     with ownership or contextlib.nullcontext():
         try:
-            from indexer.service import IndexerService
+            from indexer.owner.service import IndexerService
 
             service = IndexerService(settings, progress=not as_json and sys.stderr.isatty())
         except VectorStoreError as err:
@@ -77,8 +77,8 @@ def _log_batch(report, as_json: bool) -> None:
 
 
 def _start_api(service, ownership: Ownership, port: int):
-    from indexer.api import ApiServer, create_app
-    from indexer.owner import free_port
+    from indexer.owner.api import ApiServer, create_app
+    from indexer.owner.ownership import free_port
 
     port = port or free_port()
     server = ApiServer(create_app(service, ownership.token), "127.0.0.1", port)
@@ -93,7 +93,7 @@ def settings_token_path(service) -> str:
 
 
 def _delegate(settings: IndexerSettings, err: HomeOwnedError, as_json: bool) -> int:
-    from indexer.client import OwnerClient
+    from indexer.owner.client import OwnerClient
 
     client = OwnerClient.find(settings.home)
     if client is None:

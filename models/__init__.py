@@ -13,7 +13,7 @@ import importlib
 _EXPORTS = {
     "LitModel": "models.model", "assert_unit_norm": "models.model", "l2_normalize": "models.model",
     "ModelBundle": "models.bundle", "create": "models.registry", "list_presets": "models.registry",
-    "register": "models.registry", "load": "models.saved", "save": "models.saved",
+    "register": "models.registry", "load": "models.registry", "save": "models.saved",
 }
 __all__ = sorted(_EXPORTS)
 

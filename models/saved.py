@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -78,10 +79,12 @@ def read_config(directory: str | os.PathLike) -> dict:
     return config
 
 
-def load(directory: str | os.PathLike, device: torch.device | str | None = None, **_ignored) -> ModelBundle:
-    """Rebuild the base preset, apply the saved tensors, verify the image tower identity."""
-    from models.registry import create
+def load_saved(directory: str | os.PathLike, *, create: Callable[..., ModelBundle],
+               device: torch.device | str | None = None) -> ModelBundle:
+    """Rebuild the base preset with `create` (the registry's), apply the saved tensors, verify the image tower.
 
+    The registry passes its own `create` in, so this module never imports the registry (which imports it).
+    """
     config = read_config(directory)
     base = config["base"]
     bundle = create(base["preset"], device="cpu", **base.get("options", {}))

@@ -14,7 +14,7 @@ from typing import Protocol
 
 import numpy as np
 
-from indexer.vectors import VectorStore
+from indexer.stores.vectors import VectorStore
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +50,7 @@ class OwnerBackend:
     kind = "owner"
 
     def __init__(self, client, home: Path):
-        from indexer.client import RemoteVectorStore
+        from indexer.owner.client import RemoteVectorStore
 
         self.client, self.home = client, home
         self.store = RemoteVectorStore(client)
@@ -80,9 +80,9 @@ class LocalBackend:
 
     def __init__(self, home: Path, db_url: str | None = None, qdrant_url: str | None = None,
                  qdrant_api_key: str | None = None, device: str | None = None, own: bool = True):
-        from indexer.catalog import Catalog
-        from indexer.owner import Ownership
-        from indexer.vectors import open_vector_store
+        from indexer.owner.ownership import Ownership
+        from indexer.stores.catalog import Catalog
+        from indexer.stores.factory import open_vector_store
 
         self.home = home
         self._ownership = Ownership.acquire(home, "search") if own and qdrant_url is None else None
@@ -96,7 +96,7 @@ class LocalBackend:
         except BaseException:
             self.close()
             raise
-        from indexer.modelslot import ModelSlot
+        from indexer.owner.modelslot import ModelSlot
 
         self.slot = ModelSlot(active.model, device, home)
 
@@ -104,7 +104,7 @@ class LocalBackend:
         return self.slot.active().encode_texts(list(texts)).cpu().numpy()
 
     def encode_image(self, path: Path | None = None, data: bytes | None = None) -> np.ndarray:
-        from indexer.decode import decode_image
+        from indexer.scan.decode import decode_image
 
         bundle = self.slot()
         raw = data if data is not None else Path(path).read_bytes()
@@ -123,7 +123,7 @@ class LocalBackend:
 def open_backend(home: Path, *, prefer_owner: bool = True, **local_options) -> Backend:
     """The owner's API when an owner runs, else the stores in-process."""
     if prefer_owner:
-        from indexer.client import OwnerClient
+        from indexer.owner.client import OwnerClient
 
         client = OwnerClient.find(home)
         if client is not None:

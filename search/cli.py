@@ -19,7 +19,7 @@ import sys
 from datetime import datetime, timezone
 from pathlib import Path
 
-from indexer.vectors import VectorFilter
+from indexer.stores.vectors import VectorFilter
 from search.options import add_index_options, index_location
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from indexer.vectors import Hit, VectorFilter, point_id
+from indexer.stores.vectors import Hit, VectorFilter, point_id
 from search.backend import Backend
 from search.calibration import Calibrator
 from search.dedupe import DEFAULT_THRESHOLD, collapse
@@ -97,7 +97,7 @@ class SearchEngine:
 
     def image_vector(self, path: Path | None = None, data: bytes | None = None) -> tuple[np.ndarray, str | None]:
         """(D,) vector of an image and its content hash. A photo already indexed costs no model call."""
-        from indexer.hashing import content_hash
+        from indexer.scan.hashing import content_hash
 
         raw = data if data is not None else Path(path).expanduser().read_bytes()
         digest = content_hash(raw)

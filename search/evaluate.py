@@ -13,7 +13,7 @@ import json
 import sys
 from pathlib import Path
 
-from indexer.hashing import hash_file
+from indexer.scan.hashing import hash_file
 from search.engine import SearchEngine
 from search.query import build_query
 

@@ -28,9 +28,9 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from indexer.catalog import Catalog
-from indexer.sync import PayloadSync
-from indexer.vectors import VectorFilter
+from indexer.scan.sync import PayloadSync
+from indexer.stores.catalog import Catalog
+from indexer.stores.vectors import VectorFilter
 from models.tagging import (
     CALIBRATION_META_KEY,
     DEFAULT_TEMPLATES,

@@ -12,7 +12,7 @@ from datetime import date, datetime, timedelta, timezone
 
 import streamlit as st
 
-from indexer.vectors import VectorFilter
+from indexer.stores.vectors import VectorFilter
 
 PAGE_SIZES = (12, 24, 48)
 INDENT = "\u2003"  # an em space: Streamlit collapses ordinary leading spaces in option labels

@@ -1,7 +1,7 @@
 """Index: what the index holds (indexed, pending, failed with reasons, deleted), which model and stores it uses, which
 folders are followed — and adding a folder, as a background job with a progress bar.
 
-The numbers are `indexer.status.status_report`, the same dict `python -m indexer status --json` prints and the
+The numbers are `indexer.owner.status.status_report`, the same dict `python -m indexer status --json` prints and the
 owner's `GET /status` returns, so the page, the CLI and the API can never disagree.
 """
 

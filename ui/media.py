@@ -14,8 +14,8 @@ import os
 import re
 from pathlib import Path
 
-from indexer.hashing import content_hash
-from indexer.vectors import point_id
+from indexer.scan.hashing import content_hash
+from indexer.stores.vectors import point_id
 
 HEX_HASH = re.compile(r"^[0-9a-f]{64}$")
 DISPLAY_SIDE = 1600  # px: the detail view's longer side (originals can be 50 MP; browsers need far less)
@@ -71,7 +71,7 @@ class MediaGuard:
 
     def display(self, digest: str, path: str | None = None) -> tuple[str, bytes]:
         """(path, JPEG bytes) of the photo, upright and at most `DISPLAY_SIDE` px (HEIC and huge files included)."""
-        from indexer.decode import DecodeError, decode_image, to_rgb
+        from indexer.scan.decode import DecodeError, decode_image, to_rgb
 
         where, data = self.original(digest, path)
         try:
@@ -85,7 +85,7 @@ class MediaGuard:
 
     def thumbnails(self, digests: list[str]) -> dict[str, bytes | None]:
         """Cached thumbnails of many results with one store lookup; digests not in the index are left out."""
-        from indexer.thumbnails import thumbnail_path
+        from indexer.scan.thumbnails import thumbnail_path
 
         wanted = [d for d in digests if isinstance(d, str) and HEX_HASH.match(d)]
         points = self.store.retrieve(self.collection, [point_id(d) for d in wanted]) if wanted else []
@@ -100,7 +100,7 @@ class MediaGuard:
 
     def thumbnail(self, digest: str) -> bytes | None:
         """The cached thumbnail of an indexed content, or None when none was made (the caller shows a placeholder)."""
-        from indexer.thumbnails import thumbnail_path
+        from indexer.scan.thumbnails import thumbnail_path
 
         self.paths_of(digest)
         try:

@@ -53,7 +53,7 @@ class Services:
         raise NotImplementedError
 
     def status(self) -> dict[str, Any]:
-        """`indexer.status.status_report`'s dict."""
+        """`indexer.owner.status.status_report`'s dict."""
         raise NotImplementedError
 
     def index(self, folders: list[str]) -> str:
@@ -138,7 +138,7 @@ class OwnerServices(Services):
         if self._catalog is None:
             import os
 
-            from indexer.catalog import Catalog
+            from indexer.stores.catalog import Catalog
 
             where = (self.status().get("catalog") or {}).get("where", "")
             url = where if where.startswith("sqlite") else os.environ.get("LOUPE_DB_URL") or None
@@ -181,7 +181,7 @@ class ServiceBackend:
 
     def encode_image(self, path: Path | None = None, data: bytes | None = None) -> np.ndarray:
         """Decoded and preprocessed exactly as the indexer does, so an upload lands in the stored space."""
-        from indexer.decode import decode_image
+        from indexer.scan.decode import decode_image
 
         bundle = self.service.serving_slot()()
         raw = data if data is not None else Path(path).read_bytes()
@@ -202,7 +202,7 @@ class LocalServices(Services):
     can_watch = True
 
     def __init__(self, options: Options):
-        from indexer.owner import Ownership
+        from indexer.owner.ownership import Ownership
 
         super().__init__(options.home)
         self.ownership = Ownership.acquire(options.home, "ui")
@@ -217,8 +217,8 @@ class LocalServices(Services):
             raise
 
     def _start(self, options: Options) -> None:
-        from indexer.api import ApiServer, create_app
-        from indexer.service import IndexerService
+        from indexer.owner.api import ApiServer, create_app
+        from indexer.owner.service import IndexerService
         from indexer.settings import IndexerSettings
 
         settings = IndexerSettings.from_env(home=options.home, roots=tuple(options.watch), model=options.model,
@@ -236,7 +236,7 @@ class LocalServices(Services):
         return self._backend
 
     def status(self) -> dict[str, Any]:
-        from indexer.status import status_report
+        from indexer.owner.status import status_report
 
         service = self.service
         return status_report(service.catalog, service.store, service.settings, roots=service.roots,
@@ -251,7 +251,7 @@ class LocalServices(Services):
     def index(self, folders: list[str]) -> str:
         """The same path as the API's `POST /index`: add to the roots (a running watcher follows them), queue a
         scan on the one job runner, so UI and CLI requests take turns."""
-        from indexer.api import IndexBody
+        from indexer.owner.api import IndexBody
 
         return self.api.index(IndexBody(paths=list(folders)))["job_id"]
 
@@ -325,7 +325,7 @@ class LocalServices(Services):
 
 def open_services(options: Options) -> Services:
     """The owner's API when a live owner answers; otherwise become the owner. `--watch` folders are queued."""
-    from indexer.client import OwnerClient
+    from indexer.owner.client import OwnerClient
 
     client = OwnerClient.find(options.home)
     services: Services = OwnerServices(options.home, client) if client else LocalServices(options)

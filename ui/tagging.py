@@ -100,6 +100,6 @@ def tag_work(services, request: TagRequest):
 
 
 def _folder_filter(folder: str):
-    from indexer.vectors import VectorFilter
+    from indexer.stores.vectors import VectorFilter
 
     return VectorFilter(folder=folder)

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from indexer.vectors import point_id
+from indexer.stores.vectors import point_id
 from ui.jobs import Task
 
 log = logging.getLogger(__name__)

@@ -100,7 +100,7 @@ def build_init(directory: Path | None = None) -> dict[str, torch.Tensor]:
     Built on `offline-lite` with `tuned=False`, so the base never depends on the file this recipe writes.
     """
     import models
-    from models.presets import seeded
+    from models.building import seeded
     from models.saved import load_partial_state
 
     with seeded(SEED):

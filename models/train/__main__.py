@@ -1,7 +1,8 @@
 """`python -m models.train` (`loupe-train`): tune the text tower on your captions; list, promote, roll back versions.
 
 This module is the composition root: it picks where image vectors come from (precomputed `.npz`, the Loupe index
-through `index_vector_source`, or the locked tower with a cache) and hands them to `models.train.train`.
+found through the `loupe.image_vectors` entry point, or the locked tower with a cache) and hands them to
+`models.train.train`.
 """
 
 from __future__ import annotations
@@ -27,22 +28,28 @@ log = logging.getLogger("models.train")
 USER_ERRORS = (CaptionsError, ValueError, KeyError, LookupError, FileExistsError, FileNotFoundError)
 
 
-# ---------------------------------------------------------------------------------------------------------------
-# HOOK: image vectors from the Loupe index. When the indexer's store already holds vectors of this image tower,
-# tuning reuses them instead of decoding and embedding photos again. `indexer.vector_source.open_source(home=...,
-# image_tower_id=...)` returns an ImageVectorSource (keys: absolute file paths) or None. Imported lazily: models/
-# never depends on indexer; only this entry point composes the two. Any failure falls back to the cached tower.
-# ---------------------------------------------------------------------------------------------------------------
+IMAGE_VECTOR_ENTRY_POINTS = "loupe.image_vectors"
+
+
 def index_vector_source(home: Path, image_tower_id: str) -> ImageVectorSource | None:
-    try:
-        import indexer.vector_source as vector_source
-    except ImportError:
-        return None
-    try:
-        return vector_source.open_source(home=home, image_tower_id=image_tower_id)
-    except Exception as err:  # noqa: BLE001  (an unavailable index, e.g. locked by its owner, is not fatal here)
-        log.warning("not reading image vectors from the index (%s); embedding with the locked tower instead", err)
-        return None
+    """Image vectors that an installed application already holds for this tower (the Loupe index), or None.
+
+    `models` imports nothing of the app: the indexer advertises `open_source(home=..., image_tower_id=...)` under
+    the entry-point group `loupe.image_vectors` (pyproject.toml), and this composition root asks for it by name.
+    Any failure falls back to embedding with the cached locked tower.
+    """
+    from importlib.metadata import entry_points
+
+    for entry in entry_points(group=IMAGE_VECTOR_ENTRY_POINTS):
+        try:
+            source = entry.load()(home=home, image_tower_id=image_tower_id)
+        except Exception as err:  # noqa: BLE001  (an unavailable index, e.g. locked by its owner, is not fatal)
+            log.warning("not reading image vectors from %s (%s); embedding with the locked tower instead",
+                        entry.name, err)
+            continue
+        if source is not None:
+            return source
+    return None
 
 
 def image_vector_source(config: TrainConfig, bundle: ModelBundle, home: Path, progress: bool) -> ImageVectorSource:

@@ -19,7 +19,7 @@ import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
-from indexer.catalog import Catalog
+from indexer.stores.catalog import Catalog
 
 PG_ENV = "LOUPE_TEST_PG_URL"
 CATALOG_BACKENDS = ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]

@@ -12,10 +12,10 @@ import pytest
 from sqlalchemy import inspect, text
 from sqlalchemy.exc import OperationalError
 
-from indexer import catalog_schema, migrations
-from indexer.catalog import META_ACTIVE_COLLECTION, Catalog
-from indexer.migrations import SchemaTooNewError
-from indexer.records import ContentInfo, SeenFile
+from indexer.stores import catalog_schema, migrations
+from indexer.stores.catalog import META_ACTIVE_COLLECTION, Catalog
+from indexer.stores.migrations import SchemaTooNewError
+from indexer.stores.records import ContentInfo, SeenFile
 
 T0 = datetime(2024, 5, 17, 12, 30, tzinfo=timezone.utc)
 

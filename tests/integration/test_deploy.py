@@ -486,9 +486,10 @@ def test_server_store_with_cluster_options_as_compose_configures_it(tmp_path: Pa
     the test checks what reached the client: URL, API key and the collection's sharding/replication parameters."""
     from qdrant_client import QdrantClient
 
-    import indexer.vectors_server as vectors_server
+    import indexer.stores.vectors_server as vectors_server
     from indexer.cli import build_parser, settings_from
-    from indexer.vectors import VectorFilter, VectorPoint, build_payload, open_vector_store, point_id
+    from indexer.stores.factory import open_vector_store
+    from indexer.stores.vectors import VectorFilter, VectorPoint, build_payload, point_id
 
     connects: list[dict] = []
     creates: list[dict] = []

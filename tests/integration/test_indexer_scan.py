@@ -11,10 +11,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from indexer.hashing import hash_file
-from indexer.service import IndexerService
+from indexer.owner.service import IndexerService
+from indexer.scan.hashing import hash_file
 from indexer.settings import IndexerSettings
-from indexer.vectors import VectorFilter, point_id
+from indexer.stores.vectors import VectorFilter, point_id
 from tests.imagegen import (
     make_text_with_jpg_ext,
     make_truncated,
@@ -279,7 +279,7 @@ def test_indexer_and_a_tagging_writer_at_once_lose_nothing(tmp_path, catalog_url
     """Two writers on one catalog: a scan in one thread, tag writes through a second connection in another."""
     import threading
 
-    from indexer.catalog import Catalog
+    from indexer.stores.catalog import Catalog
 
     root = tmp_path / "many"
     root.mkdir()

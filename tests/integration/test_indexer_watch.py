@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from indexer.settle import SettleQueue
-from indexer.vectors import VectorFilter
+from indexer.scan.settle import SettleQueue
+from indexer.stores.vectors import VectorFilter
 from tests.imagegen import write_jpeg
 from tests.integration.test_indexer_scan import assert_consistent, make_service, stored
 

@@ -47,7 +47,7 @@ NONSENSE = "qwzx blorf vreep"
 @pytest.fixture(scope="module")
 def library(tmp_path_factory):
     """(home, {key: path}): the photos indexed with offline-lite in a fresh data home."""
-    from indexer.service import IndexerService
+    from indexer.owner.service import IndexerService
     from indexer.settings import IndexerSettings
 
     try:

@@ -19,8 +19,8 @@ import httpx
 import numpy as np
 import pytest
 
-from indexer.api import ApiServer, create_app
-from indexer.client import (
+from indexer.owner.api import ApiServer, create_app
+from indexer.owner.client import (
     OwnerAuthError,
     OwnerClient,
     OwnerRequestError,
@@ -28,11 +28,11 @@ from indexer.client import (
     ReadOnlyStoreError,
     RemoteVectorStore,
 )
-from indexer.owner import INFO, HomeOwnedError, Ownership, find_owner, free_port
-from indexer.service import IndexerService
+from indexer.owner.ownership import INFO, HomeOwnedError, Ownership, find_owner, free_port
+from indexer.owner.service import IndexerService
+from indexer.owner.status import status_report
 from indexer.settings import IndexerSettings
-from indexer.status import status_report
-from indexer.vectors import UnknownCollectionError, VectorFilter, VectorPoint, VectorStoreError
+from indexer.stores.vectors import UnknownCollectionError, VectorFilter, VectorPoint, VectorStoreError
 from tests.imagegen import make_text_with_jpg_ext, write_jpeg
 
 REPO = Path(__file__).resolve().parents[2]
@@ -219,7 +219,7 @@ def test_a_second_acquire_names_the_owner(owner: Owner) -> None:
 _CHILD = textwrap.dedent("""
     import os, sys, time
     from pathlib import Path
-    from indexer.owner import Ownership
+    from indexer.owner.ownership import Ownership
     own = Ownership.acquire(Path(sys.argv[1]), "doomed")
     own.publish("127.0.0.1", int(sys.argv[2]))
     print("ready", flush=True)
@@ -257,7 +257,7 @@ def test_a_dead_owners_lock_is_taken_over(tmp_path: Path, death: str) -> None:
 
 def test_the_client_imports_light() -> None:
     """Search through the owner must not pay for torch, FastAPI or SQLAlchemy imports."""
-    code = ("import sys, indexer.client; "
+    code = ("import sys, indexer.owner.client; "
             "print(sorted(m for m in ('torch', 'fastapi', 'sqlalchemy', 'qdrant_edge', 'PIL', 'httpx') "
             "if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)

@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from indexer.service import IndexerService
+from indexer.owner.service import IndexerService
 from indexer.settings import IndexerSettings
-from indexer.vectors import VectorFilter
+from indexer.stores.vectors import VectorFilter
 from search.backend import LocalBackend, NoIndexError
 from search.engine import SearchEngine
 from search.query import build_query, parse_inline
@@ -171,7 +171,7 @@ def test_engine_recall_equals_models_retrieval_on_the_same_vectors(engine, index
     """One ranking path: recall measured through the engine equals recall_at_k on the stored vectors."""
     import torch
 
-    from indexer.hashing import hash_file
+    from indexer.scan.hashing import hash_file
     from models.retrieval import recall_at_k
     from search.evaluate import engine_recall
 

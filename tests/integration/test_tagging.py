@@ -11,10 +11,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from indexer.catalog import Catalog
-from indexer.service import IndexerService
+from indexer.owner.service import IndexerService
 from indexer.settings import IndexerSettings
-from indexer.vectors import VectorFilter, open_vector_store
+from indexer.stores.catalog import Catalog
+from indexer.stores.factory import open_vector_store
+from indexer.stores.vectors import VectorFilter
 from models.tagging import CALIBRATION_META_KEY, Vocabulary
 from search.backend import LocalBackend
 from search.tag import FolderTagger, main, summarize
@@ -271,8 +272,8 @@ def test_cli_errors_are_clear(capsys, tiny_library, tmp_path):
 
 def test_cli_through_a_running_owner_writes_the_same_way(capsys, tiny_library):
     """With an indexer owning the home, vectors and text come through its API and the catalog is shared."""
-    from indexer.api import ApiServer, create_app
-    from indexer.owner import Ownership, free_port
+    from indexer.owner.api import ApiServer, create_app
+    from indexer.owner.ownership import Ownership, free_port
 
     base, root, home = tiny_library
     service = IndexerService(IndexerSettings.from_env(home=home, roots=(root,), model="test-tiny", workers=1))

@@ -10,7 +10,7 @@ import sys
 
 import numpy as np
 
-from indexer.service import IndexerService
+from indexer.owner.service import IndexerService
 from indexer.settings import IndexerSettings
 from search.backend import LocalBackend
 from search.engine import SearchEngine

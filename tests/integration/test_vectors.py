@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from indexer.vectors import (
+from indexer.stores.vectors import (
     Hit,
     StoreLockedError,
     UnknownCollectionError,
@@ -31,8 +31,8 @@ from indexer.vectors import (
     open_vector_store,
     point_id,
 )
-from indexer.vectors_edge import EdgeVectorStore
-from indexer.vectors_server import ServerVectorStore
+from indexer.stores.vectors_edge import EdgeVectorStore
+from indexer.stores.vectors_server import ServerVectorStore
 
 DIM = 16
 FOLDERS = ["/photos/2023/trip", "/photos/2023/trip2", "/photos/2024", "/other"]
@@ -249,8 +249,8 @@ _SECOND_PROCESS = textwrap.dedent(
     import sys
     from pathlib import Path
     import qdrant_edge
-    from indexer.vectors import StoreLockedError
-    from indexer.vectors_edge import EdgeVectorStore, _edge_call
+    from indexer.stores.vectors import StoreLockedError
+    from indexer.stores.vectors_edge import EdgeVectorStore, _edge_call
     root = Path(sys.argv[1])
     for attempt in (lambda: EdgeVectorStore(root),  # the store's own lock file
                     lambda: _edge_call(root / "c", qdrant_edge.EdgeShard.load, str(root / "c"))):  # Edge's WAL lock

@@ -56,7 +56,7 @@ def write_photos(root: Path) -> dict[str, Path]:
 
 
 def build_library(base: Path) -> Library:
-    from indexer.service import IndexerService
+    from indexer.owner.service import IndexerService
     from indexer.settings import IndexerSettings
 
     root, home = base / "photos", base / "home"
@@ -73,7 +73,7 @@ def build_library(base: Path) -> Library:
 
 def expected_answers(library: Library) -> None:
     """What the engine itself answers, opened in this process (and closed before the app takes the home)."""
-    from indexer.vectors import VectorFilter
+    from indexer.stores.vectors import VectorFilter
     from search.backend import LocalBackend
     from search.engine import SearchEngine
     from search.query import build_query
@@ -126,7 +126,7 @@ def wait_for_tasks(at, timeout: float = 60) -> None:
 
 
 def hash_of(path: Path) -> str:
-    from indexer.hashing import hash_file
+    from indexer.scan.hashing import hash_file
 
     return hash_file(path)
 

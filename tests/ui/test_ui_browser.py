@@ -29,7 +29,7 @@ pytestmark = [
 @pytest.fixture(scope="module")
 def server(library, tmp_path_factory):
     """`python -m ui` as a user starts it, on a free loopback port; stopped (SIGTERM, then kill) afterwards."""
-    from indexer.owner import free_port
+    from indexer.owner.ownership import free_port
 
     port = free_port()
     log = tmp_path_factory.mktemp("ui-server") / "server.log"

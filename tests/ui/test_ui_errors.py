@@ -37,7 +37,7 @@ def test_the_index_page_works_on_an_empty_home(empty_home):
 
 
 def test_a_home_held_by_a_silent_process_is_explained(tmp_path, monkeypatch):
-    from indexer.owner import Ownership
+    from indexer.owner.ownership import Ownership
 
     home = tmp_path / "held"
     monkeypatch.setenv("LOUPE_HOME", str(home))
@@ -50,8 +50,8 @@ def test_a_home_held_by_a_silent_process_is_explained(tmp_path, monkeypatch):
 
 
 def test_messages_name_the_fix():
-    from indexer.owner import HomeOwnedError
-    from indexer.vectors import StoreLockedError, VectorStoreUnavailableError
+    from indexer.owner.ownership import HomeOwnedError
+    from indexer.stores.vectors import StoreLockedError, VectorStoreUnavailableError
     from models.lit_download import WeightsUnavailable
     from search.backend import NoIndexError
 

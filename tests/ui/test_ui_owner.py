@@ -14,9 +14,9 @@ from tests.ui.appkit import QUERY, build_library, hash_of, result_hashes, run_ap
 
 @pytest.fixture(scope="module")
 def owner(tmp_path_factory):
-    from indexer.api import ApiServer, create_app
-    from indexer.owner import Ownership
-    from indexer.service import IndexerService
+    from indexer.owner.api import ApiServer, create_app
+    from indexer.owner.ownership import Ownership
+    from indexer.owner.service import IndexerService
     from indexer.settings import IndexerSettings
 
     library = build_library(tmp_path_factory.mktemp("ui-owner"))
@@ -87,7 +87,7 @@ def test_tags_written_beside_the_owner_reach_its_payloads(owner, app_home):
     wait_for_tasks(next(b for b in at.button if b.label == "Tag this folder").click().run())
     red = hash_of(library.files["red"])
     assert set(service.catalog.tags_for([red])[red]) <= {"red", "blue"}
-    from indexer.vectors import point_id
+    from indexer.stores.vectors import point_id
 
     payload = service.store.retrieve(service.collection.name, [point_id(red)])[0].payload
     assert len(payload["tags"]) == 1 and payload["tags"][0] in {"red", "blue"}

@@ -148,7 +148,7 @@ def test_photo_ids_not_in_the_index_are_refused(library, raw):
 def test_cli_searches_go_through_the_ui_while_it_owns_the_home(library):
     """With no indexer running the UI is the owner, so `python -m search` answers through it (no store conflict)."""
     import ui.state
-    from indexer.owner import read_owner_file
+    from indexer.owner.ownership import read_owner_file
 
     run_app()
     assert ui.state.services().mode == "local"

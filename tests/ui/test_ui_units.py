@@ -74,7 +74,7 @@ def test_tasks_report_results_and_failures():
 
 def test_watch_folders_given_at_start_are_indexed_and_followed(tmp_path):
     """`python -m ui --watch FOLDER` on a fresh home: the UI becomes the owner, indexes the folder, then follows it."""
-    from indexer.owner import read_owner_file
+    from indexer.owner.ownership import read_owner_file
     from tests.imagegen import solid_color_image, write_jpeg
     from ui.services import Options, open_services
 

@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from indexer.decode import IMAGE_EXTENSIONS, DecodedImage, DecodeError, decode_image, to_rgb
-from indexer.hashing import content_hash, hash_file
+from indexer.scan.decode import IMAGE_EXTENSIONS, DecodedImage, DecodeError, decode_image, to_rgb
+from indexer.scan.hashing import content_hash, hash_file
 from tests import imagegen as g
 
 FORMATS = ["JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF", "HEIF", "AVIF"]
@@ -309,7 +309,7 @@ def test_heif_opener_is_registered_lazily_in_a_fresh_process(tmp_path):
     heic = g.write_heic(tmp_path / "a.heic", (40, 30), color="blue")
     jpeg = g.write_jpeg(tmp_path / "a.jpg", (40, 30))
     code = (
-        "import sys; from pathlib import Path; from indexer.decode import decode_image\n"
+        "import sys; from pathlib import Path; from indexer.scan.decode import decode_image\n"
         f"decode_image(Path({str(jpeg)!r}).read_bytes()); assert 'pillow_heif' not in sys.modules\n"
         f"out = decode_image(Path({str(heic)!r}).read_bytes()); print(out.format, out.image.size)\n"
     )

@@ -8,8 +8,8 @@ from datetime import datetime, timedelta, timezone
 import pytest
 from PIL import ExifTags, Image, TiffImagePlugin
 
-from indexer.decode import decode_image
-from indexer.exif import Metadata, read_metadata
+from indexer.scan.decode import decode_image
+from indexer.scan.exif import Metadata, read_metadata
 from tests import imagegen as g
 
 FULL = {

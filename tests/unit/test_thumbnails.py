@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 from PIL import Image
 
-from indexer.decode import decode_image
-from indexer.hashing import content_hash
-from indexer.thumbnails import make_thumbnail, thumbnail_path
+from indexer.scan.decode import decode_image
+from indexer.scan.hashing import content_hash
+from indexer.scan.thumbnails import make_thumbnail, thumbnail_path
 from tests import imagegen as g
 
 

@@ -1,6 +1,6 @@
 """The owner's local JSON API: search, embeddings, payload edits, status and "index this folder" over HTTP.
 
-The embedded vector stores admit one process at a time, so the process that owns a data home (indexer.owner)
+The embedded vector stores admit one process at a time, so the process that owns a data home (indexer.owner.ownership)
 serves everyone else through this API: a CLI query then costs no model load, and the UI can search while the
 watcher writes. It listens on 127.0.0.1 only, and every endpoint but `/health` and the OpenAPI spec needs
 `Authorization: Bearer <token>` with the token from the data home's 0600 `owner.token`: other local users can
@@ -34,10 +34,10 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
-from indexer.decode import DecodeError, decode_image
-from indexer.jobs import MAX_JOBS_KEPT, JobRunner
-from indexer.status import status_report
-from indexer.vectors import (
+from indexer.owner.jobs import MAX_JOBS_KEPT, JobRunner
+from indexer.owner.status import status_report
+from indexer.scan.decode import DecodeError, decode_image
+from indexer.stores.vectors import (
     StoreLockedError,
     UnknownCollectionError,
     VectorFilter,

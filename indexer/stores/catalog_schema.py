@@ -1,9 +1,10 @@
 """The catalog's database layer: tables (SQLAlchemy Core), how SQLite and PostgreSQL are set up and driven, and
-`Database` (an engine, the transaction runner and the `meta` key/value store) that `indexer.catalog.Catalog` extends.
+`Database` (an engine, the transaction runner and the `meta` key/value store) that
+`indexer.stores.catalog.Catalog` extends.
 
 Core tables rather than ORM classes: the catalog is a handful of set-based statements (upserts, batch updates) and
-returns frozen records (`indexer.records`), so there is no identity map or session state to manage. Databases get
-the tables' shape only through `indexer.migrations`; a test checks the two agree.
+returns frozen records (`indexer.stores.records`), so there is no identity map or session state to manage. Databases get
+the tables' shape only through `indexer.stores.migrations`; a test checks the two agree.
 
 Concurrency: several threads or processes may write at once.
 * SQLite: WAL (readers never block the writer, so searches run while the watcher writes) + a busy timeout, and
@@ -52,7 +53,7 @@ from sqlalchemy.engine import Connection, Engine, Row, make_url
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.pool import StaticPool
 
-from indexer.records import (
+from indexer.stores.records import (
     COLLECTION_STATUSES,
     FILE_STATUSES,
     TAG_SOURCES,

@@ -22,8 +22,8 @@ from typing import Any
 
 import numpy as np
 
-from indexer.owner import TOKEN, OwnerInfo, find_owner
-from indexer.vectors import Hit, UnknownCollectionError, VectorFilter, VectorPoint, VectorStoreError, as_id_list
+from indexer.owner.ownership import TOKEN, OwnerInfo, find_owner
+from indexer.stores.vectors import Hit, UnknownCollectionError, VectorFilter, VectorPoint, VectorStoreError, as_id_list
 
 HEALTH_TIMEOUT = 1.0  # an owner that cannot say "ok" within a second is treated as absent
 REQUEST_TIMEOUT = 120.0  # generous: the first embedding request may load the model

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import ExifTags, Image, ImageOps
 
-from indexer.exif import Metadata, read_metadata
+from indexer.scan.exif import Metadata, read_metadata
 
 log = logging.getLogger(__name__)
 

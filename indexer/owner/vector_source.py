@@ -15,8 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
-from indexer.catalog import Catalog
-from indexer.vectors import VectorStore, point_id
+from indexer.stores.catalog import Catalog
+from indexer.stores.vectors import VectorStore, point_id
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +42,7 @@ class IndexVectorSource:
 
     @contextlib.contextmanager
     def _stores(self) -> Iterator[tuple[Catalog, VectorStore]]:
-        from indexer.client import OwnerClient, RemoteVectorStore
+        from indexer.owner.client import OwnerClient, RemoteVectorStore
 
         catalog = Catalog.for_home(self.home, self.db_url)
         client = OwnerClient.find(self.home) if self.qdrant_url is None else None
@@ -50,8 +50,8 @@ class IndexVectorSource:
             if client is not None:
                 yield catalog, RemoteVectorStore(client)
                 return
-            from indexer.owner import Ownership
-            from indexer.vectors import open_vector_store
+            from indexer.owner.ownership import Ownership
+            from indexer.stores.factory import open_vector_store
 
             owner = Ownership.acquire(self.home, "models.train") if self.qdrant_url is None else None
             store = open_vector_store(self.home, self.qdrant_url)

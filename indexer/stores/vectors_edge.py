@@ -38,7 +38,7 @@ from typing import Any, TypeVar
 import numpy as np
 import qdrant_edge as qe
 
-from indexer.vectors import (
+from indexer.stores.vectors import (
     INDEXED_FIELDS,
     Condition,
     Hit,

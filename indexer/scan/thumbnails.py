@@ -15,7 +15,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from indexer.decode import to_rgb
+from indexer.scan.decode import to_rgb
 
 DEFAULT_SIZE = 320
 DEFAULT_QUALITY = 80  # visually clean at 320 px, ~15-25 kB

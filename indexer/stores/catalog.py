@@ -2,7 +2,7 @@
 
 SQLite under the data home by default, any PostgreSQL URL for shared deployments (see `catalog_schema` for how
 both are set up for concurrent writers). Every public method is one transaction and returns frozen records
-(`indexer.records`), so callers never hold database state; methods take lists where the indexer works in batches.
+(`indexer.stores.records`), so callers never hold database state; methods take lists where the indexer works in batches.
 
 Crash safety: the indexer stores a vector first, then `record_embeddings`, then `mark_indexed`; `mark_indexed`
 with a collection refuses files whose vector is not recorded, so the catalog never claims work that was not done.
@@ -19,12 +19,12 @@ from typing import Any, TypeVar
 from sqlalchemy import Column, Connection, Row, Select, Table, and_, delete, exists, func, or_, select, union, update
 from sqlalchemy.engine import make_url
 
-from indexer import catalog_schema as schema
-from indexer.catalog_schema import chunks as _chunks
-from indexer.catalog_schema import collections, contents, embeddings, files, meta, tags
-from indexer.catalog_schema import utc_now as _now
-from indexer.migrations import migrate
-from indexer.records import (
+from indexer.stores import catalog_schema as schema
+from indexer.stores.catalog_schema import chunks as _chunks
+from indexer.stores.catalog_schema import collections, contents, embeddings, files, meta, tags
+from indexer.stores.catalog_schema import utc_now as _now
+from indexer.stores.migrations import migrate
+from indexer.stores.records import (
     FILE_STATUSES,
     CollectionInfo,
     CollectionStatus,

@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 
 from sqlalchemy import Connection, inspect, select, text
 
-from indexer import catalog_schema as schema
+from indexer.stores import catalog_schema as schema
 
 log = logging.getLogger(__name__)
 

@@ -13,8 +13,8 @@ from pathlib import Path
 
 from watchdog.events import FileSystemEvent, FileSystemEventHandler
 
-from indexer.settle import SettleQueue
-from indexer.walk import FileFilter
+from indexer.scan.settle import SettleQueue
+from indexer.scan.walk import FileFilter
 
 log = logging.getLogger(__name__)
 

@@ -1,11 +1,12 @@
 """The vector store: one interface, two backends, and the payload convention both share.
 
 Backends
-* `EdgeVectorStore` (indexer.vectors_edge): Qdrant Edge, Qdrant's engine in-process, one shard per collection under
-  `<home>/vectors/<collection>/`. The default: no server, 4.9 ms queries at 50k x 768.
-* `ServerVectorStore` (indexer.vectors_server): a Qdrant server or cluster through qdrant-client (sharding and
+* `EdgeVectorStore` (indexer.stores.vectors_edge): Qdrant Edge, Qdrant's engine in-process, one shard per
+  collection under `<home>/vectors/<collection>/`. The default: no server, 4.9 ms queries at 50k x 768.
+* `ServerVectorStore` (indexer.stores.vectors_server): a Qdrant server or cluster through qdrant-client (sharding and
   replication), or qdrant-client's local mode, which tests use in the server's place.
-`open_vector_store` picks one. A congruence test runs the same operations on both and compares the answers.
+`indexer.stores.factory.open_vector_store` picks one. A congruence test runs the same operations on both and
+compares the answers.
 
 Vectors are unit-norm (the image tower normalises in exactly one place) and compared by cosine; `upsert` refuses
 anything else, because a vector of the wrong norm would silently skew every ranking it takes part in.
@@ -180,7 +181,7 @@ def point_id(content_hash: str) -> str:
     """The point id of a content hash: its first 128 bits as a UUID (a hex SHA-256 is already uniformly random).
 
     Readable back to the hash's prefix, and stable across processes and backends. A non-hex key (never produced by
-    indexer.hashing) falls back to uuid5 of the key.
+    indexer.scan.hashing) falls back to uuid5 of the key.
     """
     head = content_hash[:32].lower()
     if len(head) == 32 and all(c in "0123456789abcdef" for c in head):
@@ -265,23 +266,3 @@ def as_vector(raw: Any) -> np.ndarray | None:
 
 def as_id_list(ids: str | Sequence[str]) -> list[str]:
     return [ids] if isinstance(ids, str) else [str(i) for i in ids]
-
-
-def open_vector_store(
-    home: Path,
-    url: str | None = None,
-    api_key: str | None = None,
-    **cluster_opts: Any,
-) -> VectorStore:
-    """Qdrant Edge under `<home>/vectors` when `url` is None, else the Qdrant server at `url`.
-
-    `cluster_opts` (shard_number, replication_factor, write_consistency_factor, timeout) go to the server's
-    collection creation; they are ignored for the embedded store, which is one shard on one machine.
-    """
-    if url is None:
-        from indexer.vectors_edge import EdgeVectorStore
-
-        return EdgeVectorStore(home / "vectors")
-    from indexer.vectors_server import ServerVectorStore
-
-    return ServerVectorStore.connect(url, api_key=api_key, **cluster_opts)

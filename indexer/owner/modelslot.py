@@ -10,9 +10,9 @@ from __future__ import annotations
 import logging
 import threading
 
-from indexer.catalog import META_DEFAULT_MODEL, Catalog
-from indexer.records import CollectionInfo
 from indexer.settings import DEFAULT_MODEL, FALLBACK_MODEL, IndexerSettings
+from indexer.stores.catalog import META_DEFAULT_MODEL, Catalog
+from indexer.stores.records import CollectionInfo
 
 log = logging.getLogger(__name__)
 

@@ -13,9 +13,9 @@ from collections.abc import Iterable
 
 import numpy as np
 
-from indexer.catalog import Catalog
-from indexer.records import ContentInfo
-from indexer.vectors import VectorPoint, VectorStore, build_payload, point_id
+from indexer.stores.catalog import Catalog
+from indexer.stores.records import ContentInfo
+from indexer.stores.vectors import VectorPoint, VectorStore, build_payload, point_id
 
 log = logging.getLogger(__name__)
 

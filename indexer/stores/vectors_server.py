@@ -20,7 +20,7 @@ from qdrant_client import QdrantClient
 from qdrant_client import models as qm
 from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
 
-from indexer.vectors import (
+from indexer.stores.vectors import (
     INDEXED_FIELDS,
     Condition,
     Hit,

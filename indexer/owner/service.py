@@ -14,16 +14,17 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from indexer.catalog import Catalog
-from indexer.decode import IMAGE_EXTENSIONS
-from indexer.modelslot import ModelSlot, complete_collection, resolve_model, target_collection
-from indexer.pipeline import Pipeline
-from indexer.reconcile import Reconciled, Reconciler
+from indexer.owner.modelslot import ModelSlot, complete_collection, resolve_model, target_collection
+from indexer.scan.decode import IMAGE_EXTENSIONS
+from indexer.scan.pipeline import Pipeline
+from indexer.scan.reconcile import Reconciled, Reconciler
+from indexer.scan.settle import SettleQueue
+from indexer.scan.sync import PayloadSync
+from indexer.scan.walk import FileFilter
 from indexer.settings import IndexerSettings
-from indexer.settle import SettleQueue
-from indexer.sync import PayloadSync
-from indexer.vectors import VectorStore, open_vector_store
-from indexer.walk import FileFilter
+from indexer.stores.catalog import Catalog
+from indexer.stores.factory import open_vector_store
+from indexer.stores.vectors import VectorStore
 
 log = logging.getLogger(__name__)
 
@@ -200,7 +201,7 @@ class IndexerService:
 
     def watch(self, on_batch=None) -> None:
         """Follow filesystem events until `stop` is set."""
-        from indexer.watch import start_observer
+        from indexer.scan.watch import start_observer
 
         queue = SettleQueue(self.settings.settle)
         self.queue = queue

@@ -12,10 +12,10 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from indexer.catalog import Catalog
-from indexer.records import SeenFile
-from indexer.sync import PayloadSync
-from indexer.walk import FileFilter, walk
+from indexer.scan.sync import PayloadSync
+from indexer.scan.walk import FileFilter, walk
+from indexer.stores.catalog import Catalog
+from indexer.stores.records import SeenFile
 
 log = logging.getLogger(__name__)
 

@@ -22,12 +22,12 @@ from pathlib import Path
 
 import torch
 
-from indexer.catalog import Catalog
-from indexer.decode import DecodeError, decode_image
-from indexer.hashing import content_hash
-from indexer.records import ContentInfo
-from indexer.sync import PayloadSync
-from indexer.thumbnails import make_thumbnail, thumbnail_path
+from indexer.scan.decode import DecodeError, decode_image
+from indexer.scan.hashing import content_hash
+from indexer.scan.sync import PayloadSync
+from indexer.scan.thumbnails import make_thumbnail, thumbnail_path
+from indexer.stores.catalog import Catalog
+from indexer.stores.records import ContentInfo
 
 log = logging.getLogger(__name__)
 

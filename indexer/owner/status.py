@@ -11,10 +11,10 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from indexer.catalog import META_DEFAULT_MODEL, Catalog
-from indexer.records import CollectionInfo
 from indexer.settings import IndexerSettings
-from indexer.vectors import VectorStore, VectorStoreError
+from indexer.stores.catalog import META_DEFAULT_MODEL, Catalog
+from indexer.stores.records import CollectionInfo
+from indexer.stores.vectors import VectorStore, VectorStoreError
 
 MAX_FAILURES_LISTED = 50  # a library can hold thousands of broken files; the count is exact, the list a sample
 
