@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from indexer.stores.factory import open_vector_store
 from indexer.stores.vectors import (
     Hit,
     StoreLockedError,
@@ -28,7 +29,6 @@ from indexer.stores.vectors import (
     VectorStoreUnavailableError,
     ancestor_folders,
     build_payload,
-    open_vector_store,
     point_id,
 )
 from indexer.stores.vectors_edge import EdgeVectorStore
