@@ -25,8 +25,9 @@ What `materialize(DIR, seed=…)` writes (all paths inside the TSVs are relative
 - `captions.tsv` (`path<TAB>caption<TAB>category`, with a header), every photo;
 - `dev.tsv` / `heldout.tsv` (`path<TAB>caption`, no header: what `models.evaluate`, `models.train` and
   bench/offline_eval.py read), the fixed-seed split of `split()`; photos sharing a caption stay on one side;
-- `inhouse_train.tsv` / `inhouse_heldout.tsv`: "a user's own captions" for tuning (a subset of dev) and its
-  held-out counterpart (a subset of heldout), `path<TAB>caption`;
+- `inhouse_train.tsv` / `inhouse_heldout.tsv`: "a user's own captions" for tuning (photos of the dev half: each
+  caption plus, where the file name says something, the name as the owner would type it: "taj mahal", "cassy
+  dancing", "M31") and its held-out counterpart (photos of the heldout half), `path<TAB>text`;
 - `nonsense_dev.txt` / `nonsense_heldout.txt`: absent-concept queries (from `photoset_nonsense.txt`), split by seed;
 - `dups/…` + `dup_families.tsv` (`family<TAB>split<TAB>variant<TAB>path<TAB>params`): near-duplicate families
   (original, resize 25–50%, JPEG q40–70, crop ≤ 10%, a burst shot: small shift/rotation + brightness);
@@ -63,12 +64,13 @@ NONSENSE = HERE / "photoset_nonsense.txt"
 DEFAULT_SEED = 0
 FORMAT_VERSION = 1
 ENV_DIR = "LOUPE_PHOTOSET_DIR"
-DEB_SOURCES = ("mate-backgrounds", "gnome-backgrounds", "plasma-workspace-wallpapers", "lomiri-wallpapers-16.04",
-               "lomiri-wallpapers-20.04", "lomiri-wallpapers")
+DEB_SOURCES = ("mate-backgrounds", "plasma-workspace-wallpapers", "lomiri-wallpapers-16.04", "lomiri-wallpapers-20.04",
+               "scratch", "opencv-doc", "stellarium-data")
 SOURCES = ("gcompris", "skimage", "sklearn", *DEB_SOURCES)
 RESERVED = ("tuxpaint-stamps",)  # never a source: independent evaluation uses it
 SPLITS = ("dev", "heldout")
 JPEG_QUALITY = 92
+MAX_SIDE = 2048  # wallpapers come at 5120 px; a phone photo's size is plenty and keeps benches fast
 
 
 @dataclass(frozen=True)
@@ -163,13 +165,41 @@ def split(photos: Sequence[Photo] | None = None, seed: int = DEFAULT_SEED) -> di
     return side_of
 
 
-def inhouse(photos: Sequence[Photo] | None = None, seed: int = DEFAULT_SEED, *, share: float = 0.9
-            ) -> dict[str, list[Photo]]:
-    """{'train': …, 'heldout': …}: "a user's own captioned photos" for tuning (drawn from the dev half) and the
-    photos to judge the tuning on (drawn from the heldout half), `share` of each half, by seed.
+_NAME_NOISE = {"picture", "image", "pic", "background", "left", "right", "cls", "original", "motion", "contents",
+               "images", "resource", "webp", "jpg", "png", "gif", "by"}
+_NO_NAME_LABEL = ("/leftright/", "/clickgame/", "/explore_world_music/", "/louis-braille/", "/solar_system/")
 
-    Tuning on `train` and reporting on `heldout` never touches a photo that the relevance/fold constants (fitted
-    on dev) were reported on, and never reports on a photo it was tuned on.
+
+def name_label(photo: Photo) -> str | None:
+    """What the photo's owner called it, from its file (or wallpaper) name: 'qutubMinar.webp' → 'qutub minar',
+    'cassy-dancing-1.gif' → 'cassy dancing', stellarium 'm31.png' → 'M31'; None when the name says nothing more
+    than the caption (or nothing at all). These are the "own captions" of the in-house tuning set: short, proper
+    names and places, the vocabulary a user has and a generic model lacks."""
+    if any(part in photo.key for part in _NO_NAME_LABEL):
+        return None
+    name = photo.name
+    if photo.source == "plasma-workspace-wallpapers":
+        stem = name.split("/")[3]
+    else:
+        stem = name.rsplit("/", 1)[-1].rsplit(".", 1)[0].split("_by_")[0]
+    if photo.source == "stellarium-data":
+        return stem.upper()
+    words = re.sub(r"([a-z])([A-Z])", r"\1 \2", stem).replace("_", " ").replace("-", " ")
+    words = [w for w in re.sub(r"[0-9]+", " ", words).lower().split() if len(w) > 1 and w not in _NAME_NOISE]
+    label = " ".join(words)
+    if len(label) < 3 or set(words) <= subject_words(photo.caption) | {"a", "an", "the"}:
+        return None
+    return label
+
+
+def inhouse(photos: Sequence[Photo] | None = None, seed: int = DEFAULT_SEED, *, share: float = 0.9
+            ) -> dict[str, list[tuple[Photo, str]]]:
+    """{'train': [(photo, text)…], 'heldout': […]}: "a user's own captioned photos" for tuning (`share` of the dev
+    half's photos, by seed) and the pairs to judge that tuning on (`share` of the heldout half).
+
+    Each photo gives its caption and, where its file name says something (`name_label`), the name as a second
+    text, the way people label their own photos ("cassy dancing", "taj mahal", "M31"). Tuning on `train` never
+    sees a photo of `heldout`, and the heldout half is what the constants fitted on dev are reported on.
     """
     photos = list(read_photoset() if photos is None else photos)
     sides = split(photos, seed)
@@ -177,7 +207,13 @@ def inhouse(photos: Sequence[Photo] | None = None, seed: int = DEFAULT_SEED, *, 
     for name, side in (("train", "dev"), ("heldout", "heldout")):
         members = sorted((p for p in photos if sides[p.key] == side), key=lambda p: p.key)
         _rng(seed, "inhouse", side).shuffle(members)
-        out[name] = sorted(members[:round(share * len(members))], key=lambda p: p.key)
+        pairs = []
+        for photo in sorted(members[:round(share * len(members))], key=lambda p: p.key):
+            pairs.append((photo, photo.caption))
+            label = name_label(photo)
+            if label:
+                pairs.append((photo, label))
+        out[name] = pairs
     return out
 
 
@@ -246,7 +282,7 @@ def tiny_library(photos: Sequence[Photo], *, subject: str | None = None, n: int 
 
 # -- camera-style names ---------------------------------------------------------------------------------------------
 
-_FOLDERS = ("DCIM/100CANON", "DCIM/101CANON", "DCIM/102NIKON", "phone/DCIM/100ANDRO", "SD/DCIM/100MSDCF",
+_FOLDERS = ("DCIM/100CANON", "DCIM/101CANON", "DCIM/102NIKON", "Android/DCIM/100ANDRO", "SD/DCIM/100MSDCF",
             "backup/2019", "Pictures/2021-07", "Pictures/2023")
 
 
@@ -296,7 +332,7 @@ def load_bytes(photos: Sequence[Photo], *, download: bool = True, gcompris=None)
     """{key: original file bytes}, each source read once (gcompris in one pass over its .rcc files)."""
     from bench.data import debs
     from bench.data.gcompris import GcomprisSource
-    from bench.data.realphotos import sklearn_file, skimage_file
+    from bench.data.realphotos import skimage_file, sklearn_file
 
     out: dict[str, bytes] = {}
     by_source: dict[str, list[Photo]] = defaultdict(list)
@@ -328,6 +364,8 @@ def to_rgb(data: bytes):
 
     image = Image.open(io.BytesIO(data))
     image.load()
+    if max(image.size) > MAX_SIDE:
+        image.thumbnail((MAX_SIDE, MAX_SIDE), Image.LANCZOS)
     if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
         image = image.convert("RGBA")
         canvas = Image.new("RGB", image.size, (255, 255, 255))
@@ -474,14 +512,16 @@ def materialize(out_dir: str | Path | None = None, *, seed: int = DEFAULT_SEED, 
         f"{written[p.key]}\t{p.caption}\t{p.category}\n" for p in kept), encoding="utf-8")
     for side in SPLITS:
         (out_dir / f"{side}.tsv").write_text(rows(p for p in kept if sides[p.key] == side), encoding="utf-8")
-    tuning = inhouse(all_photos, seed)
-    for name, members in tuning.items():
-        (out_dir / f"inhouse_{name}.tsv").write_text(rows(members), encoding="utf-8")
+    tuning = {name: [(p, text) for p, text in pairs if p.key in written]
+              for name, pairs in inhouse(all_photos, seed).items()}
+    for name, pairs in tuning.items():
+        (out_dir / f"inhouse_{name}.tsv").write_text("".join(f"{written[p.key]}\t{text}\n" for p, text in pairs),
+                                                     encoding="utf-8")
     for side, queries in nonsense_split(seed).items():
         (out_dir / f"nonsense_{side}.txt").write_text("".join(q + "\n" for q in queries), encoding="utf-8")
 
     family_rows = []
-    family_photos = [p for p in family_sample(all_photos, sides, families_per_split, seed) if p.key in images]
+    family_photos = family_sample([p for p in kept], sides, families_per_split, seed)
     variant_keys = [f"{p.key}#{v}" for p in family_photos for v in VARIANTS[1:]]
     variant_paths = camera_paths(variant_keys, seed, prefix="dups/")
     for number, photo in enumerate(family_photos):
@@ -503,7 +543,7 @@ def materialize(out_dir: str | Path | None = None, *, seed: int = DEFAULT_SEED, 
 
     manifest = {"arguments": arguments, "out_dir": str(out_dir), "failed": failed, "changed": changed,
                 "counts": counts(kept, sides), "families": len(family_photos), "same_class_pairs": len(pairs),
-                "inhouse": {k: len([p for p in v if p.key in written]) for k, v in tuning.items()},
+                "inhouse": {k: len(v) for k, v in tuning.items()},
                 "files": written}
     manifest_path.write_text(json.dumps(manifest, indent=1, sort_keys=True), encoding="utf-8")
     return manifest
