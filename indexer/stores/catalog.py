@@ -75,8 +75,11 @@ class Catalog(schema.Database):
 
     @classmethod
     def for_home(cls, home: Path, url: str | None = None) -> Catalog:
-        """The data home's catalog: `url` when given (PostgreSQL for shared use), else `<home>/catalog.db`."""
-        return cls.open(url or home / "catalog.db")
+        """The data home's catalog: `url` when given (PostgreSQL for shared use), else `<home>/catalog.db` (0600)."""
+        from indexer.stores.homedir import prepare_home, private_file
+
+        prepare_home(home)
+        return cls.open(url or private_file(home / "catalog.db"))
 
     def __enter__(self) -> Catalog:
         return self
@@ -292,6 +295,11 @@ class Catalog(schema.Database):
 
     def forget_embeddings(self, hashes: Iterable[str], collection: str) -> int:
         return self._delete_where(embeddings, embeddings.c.content_hash, hashes, embeddings.c.collection == collection)
+
+    def embedded_hashes(self, collection: str) -> set[str]:
+        """Every content whose vector is recorded in `collection` (the self-check compares it with the store)."""
+        query = select(embeddings.c.content_hash).where(embeddings.c.collection == collection)
+        return self._read(lambda conn: set(conn.execute(query).scalars()))
 
     def has_embedding(self, content_hash: str, collection: str) -> bool:
         return not self.missing_embeddings([content_hash], collection)
