@@ -30,6 +30,22 @@ class DiskFullError(RuntimeError):
         self.home, self.needed, self.free = home, needed, free
 
 
+def edge_open_bytes(vectors_dir: Path) -> int:
+    """What opening the Edge store may still write: its WAL segments are sparse files that the mapping fills in
+    (so an existing store needs the part of them not yet on disk), a new store needs both segments whole."""
+    segments = list(Path(vectors_dir).glob("*/wal/open-*"))
+    if not segments:
+        return EDGE_OPEN_BYTES
+    unallocated = 0
+    for segment in segments:
+        try:
+            info = segment.stat()
+        except OSError:
+            continue
+        unallocated += max(0, info.st_size - info.st_blocks * 512)
+    return max(BATCH_WRITE_BYTES, unallocated + 8 * MB)
+
+
 def free_bytes(path: Path) -> int:
     """Bytes an unprivileged writer may still use on the filesystem holding `path` (or its nearest parent)."""
     path = Path(path)
