@@ -200,7 +200,8 @@ def test_check_repair_on_a_deliberately_broken_home(tmp_path):
     ghost = "f" * 64  # a vector no file holds
     vec = np.zeros(svc.collection.dim, np.float32)
     vec[0] = 1
-    svc.store.upsert(svc.collection.name, [VectorPoint(point_id(ghost), vec, build_payload(ghost, ["/x.jpg"], 0, 1, 1))])
+    ghost_point = VectorPoint(point_id(ghost), vec, build_payload(ghost, ["/x.jpg"], 0, 1, 1))
+    svc.store.upsert(svc.collection.name, [ghost_point])
     svc.close()
     (root / "p4.jpg").unlink()  # deleted while nothing watched
 

@@ -184,7 +184,8 @@ def test_readers_cannot_delete_or_overwrite_vectors_and_check_repairs_drift(owne
         with pytest.raises(ReadOnlyStoreError, match="only the owner writes vectors"):
             write()
     headers = {"Authorization": f"Bearer {owner.ownership.token}"}
-    for op, body in (("delete", {"ids": [point.id]}), ("payload", {"ids": [point.id], "payload": {}, "overwrite": True})):
+    overwrite = {"ids": [point.id], "payload": {}, "overwrite": True}
+    for op, body in (("delete", {"ids": [point.id]}), ("payload", overwrite)):
         answer = httpx.post(f"{owner.client.url}/vectors/{owner.collection}/{op}", json=body, headers=headers)
         assert answer.status_code in (404, 405), answer.text  # no such route for anyone holding the token
     assert owner.store.count(owner.collection) == owner.service.store.count(owner.collection)
