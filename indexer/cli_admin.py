@@ -64,6 +64,8 @@ def owner_client(home: Path):
 
 
 def status(settings: IndexerSettings, as_json: bool) -> int:
+    from indexer.stores.fsnames import display
+
     report = _status_report(settings)
     if as_json:
         print(json.dumps(report, indent=2, default=str))
@@ -78,9 +80,9 @@ def status(settings: IndexerSettings, as_json: bool) -> int:
     print(f"store       {store.get('kind')} at {store.get('where')}; catalog {report.get('catalog', {}).get('where')}")
     print("files       " + ", ".join(f"{counts.get(k, 0)} {k}" for k in ("indexed", "pending", "failed", "deleted")))
     for failure in counts.get("failures", [])[:20]:
-        print(f"  failed: {failure['path']}: {failure['reason']}")
+        print(f"  failed: {display(failure['path'])}: {failure['reason']}")
     if report.get("watching"):
-        print(f"watching    {', '.join(report.get('roots', []))}")
+        print(f"watching    {', '.join(display(r) for r in report.get('roots', []))}")
     return 0
 
 

@@ -20,6 +20,7 @@ from sqlalchemy import Column, Connection, Row, Select, Table, and_, delete, exi
 from sqlalchemy.engine import make_url
 
 from indexer.stores import catalog_schema as schema
+from indexer.stores import fsnames
 from indexer.stores.catalog_schema import chunks as _chunks
 from indexer.stores.catalog_schema import collections, contents, embeddings, files, meta, tags
 from indexer.stores.catalog_schema import utc_now as _now
@@ -124,6 +125,7 @@ class Catalog(schema.Database):
         folder = os.path.normpath(folder)
         prefix = folder if folder.endswith(os.sep) else folder + os.sep
         # substr, not LIKE: SQLite's LIKE ignores ASCII case and both treat '_' and '%' in paths as wildcards.
+        prefix = fsnames.to_text(prefix)  # substr works on the stored (text) form of the path
         inside = or_(files.c.folder == folder, func.substr(files.c.folder, 1, len(prefix)) == prefix)
         query = select(files).where(inside).order_by(files.c.path)
         if statuses is not None:

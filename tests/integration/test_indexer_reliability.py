@@ -327,3 +327,59 @@ def test_full_disk_gives_a_clear_message_and_loses_nothing(tmp_path):
         assert json.loads(check.stdout)["ok"] is True and json.loads(check.stdout)["points"] == 4
     finally:
         subprocess.run(["umount", "-l", str(small)], capture_output=True)
+
+
+def test_names_that_are_not_utf8_are_indexed_stored_and_shown_losslessly(tmp_path):
+    """Issue 12.2: one name that is not valid UTF-8 ended the whole scan (0 files indexed, good ones included)."""
+    from indexer.stores.fsnames import from_text, to_text
+
+    root = _library(tmp_path / "photos", 2)
+    odd = os.fsdecode(os.fsencode(root) + b"/caf\xe9-\xff.jpg")  # Latin-1 bytes, as old drives and Samba hold them
+    odd_dir = os.fsdecode(os.fsencode(root) + b"/\xe9t\xe9")
+    os.mkdir(odd_dir)
+    write_jpeg(odd, size=(64, 48), seed=31)
+    write_jpeg(os.path.join(odd_dir, "x.jpg"), size=(64, 48), seed=32)
+    (Path(odd_dir) / "broken.jpg").write_text("not an image")
+    home = tmp_path / "home"
+    svc = make_service(home, root)
+    try:
+        report = svc.scan()
+        assert report.embedded == 4 and report.failed == 1
+        assert svc.catalog.get_file(odd).status == "indexed"  # the fs form round-trips through the catalog
+        assert {r.path for r in svc.catalog.files_under(odd_dir)} == {os.path.join(odd_dir, "x.jpg"),
+                                                                       os.path.join(odd_dir, "broken.jpg")}
+        payload_paths = sorted(p for pt in svc.store.scroll(svc.collection.name) for p in pt.payload["paths"])
+        assert to_text(odd) in payload_paths
+        assert sorted(from_text(p) for p in payload_paths) == sorted(
+            r.path for r in svc.catalog.files_under("/", statuses=("indexed",)))
+        assert svc.check().ok
+        assert svc.scan().embedded == 0  # a rescan finds every name unchanged
+    finally:
+        svc.close()
+    shown = _cli("search", "a photo", "--min-score", "0", "--limit", "10", home=home)
+    assert shown.returncode == 0 and "caf\\xe9-\\xff.jpg" in shown.stdout, shown.stderr
+    as_json = _cli("search", "a photo", "--min-score", "0", "--limit", "10", "--json", home=home)
+    paths = [from_text(p) for r in json.loads(as_json.stdout)["results"] for p in r["paths"]]
+    assert odd in paths and Path(odd).read_bytes()  # lossless: the path opens the file again
+    status = _cli("indexer", "status", home=home)
+    assert status.returncode == 0 and "\\xe9t\\xe9/broken.jpg" in status.stdout, status.stderr
+
+
+def test_watch_follows_names_that_are_not_utf8(tmp_path):
+    root = _library(tmp_path / "photos", 1)
+    svc = make_service(tmp_path / "home", root)
+    svc.scan()
+    thread = threading.Thread(target=svc.watch, daemon=True)
+    thread.start()
+    try:
+        wait_for(lambda: svc.watching)
+        odd = os.fsdecode(os.fsencode(root) + b"/new-\xe9.jpg")
+        write_jpeg(odd, size=(64, 48), seed=40)
+        wait_for(lambda: _status(svc, Path(odd)) == "indexed")
+        os.rename(odd, odd.replace("new-", "renamed-"))
+        wait_for(lambda: _status(svc, Path(odd)) == "deleted")
+        assert thread.is_alive()
+    finally:
+        svc.stop.set()
+        thread.join(timeout=10)
+        svc.close()
