@@ -240,8 +240,9 @@ class IndexerService:
         from indexer.owner.watchloop import WatchLoop
 
         queue = self.start_watching()
+        self.watch_loop = WatchLoop(self, queue, on_batch)  # kept: its counters tell how often a batch was retried
         try:
-            WatchLoop(self, queue, on_batch).run()
+            self.watch_loop.run()
         finally:
             observer, _ = self._watcher
             self._watcher = None
