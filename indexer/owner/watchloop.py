@@ -4,14 +4,15 @@ A watcher runs for days without a supervisor, so an unexpected error in one batc
 is logged with what the batch held, waits a growing back-off, and re-queues the batch's files and folders so that
 they are reconciled again. Per-file faults never get here (the pipeline records them per file). Only a stop or a
 store that keeps failing (`STORE_FAILURES_FATAL` batches in a row: the catalog or the vector store is broken, and
-going on would only pile up work that cannot be written) ends the loop.
+going on would only pile up work that cannot be written) ends the loop; a full disk does not (it is logged with
+the space needed, and the batch is retried until there is room).
 """
 
 from __future__ import annotations
 
 import logging
 
-from indexer.stores.diskspace import DiskFullError
+from indexer.stores.diskspace import is_disk_full
 from indexer.stores.vectors import VectorStoreError
 
 log = logging.getLogger(__name__)
@@ -22,10 +23,11 @@ STORE_FAILURES_FATAL = 3  # consecutive batches failing in a store before the wa
 
 
 def is_store_failure(err: BaseException) -> bool:
-    """The catalog or the vector store itself failed (as opposed to a bug or a fault of some file)."""
+    """The catalog or the vector store itself failed (as opposed to a bug or a fault of some file). A full disk is
+    not: the watcher waits (backing off, saying where space is needed) until space is freed."""
     from sqlalchemy.exc import DatabaseError
 
-    return isinstance(err, (VectorStoreError, DatabaseError, DiskFullError))
+    return isinstance(err, (VectorStoreError, DatabaseError)) and not is_disk_full(err)
 
 
 class WatchLoop:

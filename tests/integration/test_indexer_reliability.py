@@ -383,3 +383,34 @@ def test_watch_follows_names_that_are_not_utf8(tmp_path):
         svc.stop.set()
         thread.join(timeout=10)
         svc.close()
+
+
+def test_only_a_store_that_keeps_failing_ends_the_watch_loop():
+    """Bugs and transient faults are retried forever (with back-off); a broken store ends the loop after 3 tries."""
+    from indexer.owner.watchloop import STORE_FAILURES_FATAL, WatchLoop
+    from indexer.scan.settle import SettleQueue
+    from indexer.stores.vectors import VectorStoreError
+
+    class Service:
+        def __init__(self, error):
+            self.stop, self.error, self.calls = threading.Event(), error, 0
+
+        def handle(self, files, folders):
+            self.calls += 1
+            if self.calls >= 4 and not isinstance(self.error, VectorStoreError):
+                self.stop.set()
+            raise self.error
+
+    for error, fatal in ((RuntimeError("a bug"), False), (OSError(5, "I/O error"), False),
+                         (VectorStoreError("store gone"), True)):
+        queue = SettleQueue(0.0)
+        queue.touch(Path("/nowhere/a.jpg"))
+        service = Service(error)
+        loop = WatchLoop(service, queue)
+        if fatal:
+            with pytest.raises(VectorStoreError):
+                loop.run()
+            assert service.calls == STORE_FAILURES_FATAL
+        else:
+            loop.run()  # ended by the stop, not by the error
+            assert service.calls >= 4 and loop.recovered >= 4
