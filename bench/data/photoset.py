@@ -65,7 +65,7 @@ DEFAULT_SEED = 0
 FORMAT_VERSION = 1
 ENV_DIR = "LOUPE_PHOTOSET_DIR"
 DEB_SOURCES = ("mate-backgrounds", "plasma-workspace-wallpapers", "lomiri-wallpapers-16.04", "lomiri-wallpapers-20.04",
-               "scratch", "opencv-doc", "stellarium-data")
+               "scratch", "opencv-doc", "stellarium-data", "scribus-template")
 SOURCES = ("gcompris", "skimage", "sklearn", *DEB_SOURCES)
 RESERVED = ("tuxpaint-stamps",)  # never a source: independent evaluation uses it
 SPLITS = ("dev", "heldout")
