@@ -301,21 +301,22 @@ def _camera_name(folder: str, number: int, when: datetime, rng: random.Random) -
 
 
 def camera_paths(keys: Iterable[str], seed: int = DEFAULT_SEED, *, prefix: str = "") -> dict[str, str]:
-    """{key: relative path} with unique camera-style names in a few nested folders, by seed."""
-    keys = sorted(set(keys))
-    rng = _rng(seed, "names", prefix)
-    rng.shuffle(keys)
+    """{key: relative path} with unique camera-style names in a few nested folders, by seed.
+
+    Each key's folder, number and time come from its own hash, so adding photos to the list leaves the other
+    photos' names alone (only a rare collision moves on to the next free number)."""
     out, used = {}, set()
-    counters = {folder: rng.randrange(100, 8000) for folder in _FOLDERS}
     start = datetime(2016, 1, 1)
-    for key in keys:
+    for key in sorted(set(keys)):
+        rng = _rng(seed, "name", prefix, key)
         folder = rng.choice(_FOLDERS)
-        counters[folder] += rng.randrange(1, 9)
+        number = rng.randrange(1, 10000)
         when = start + timedelta(seconds=rng.randrange(8 * 365 * 86400))
-        path = f"{prefix}{folder}/{_camera_name(folder, counters[folder] % 10000, when, rng)}"
-        while path in used:  # wrapped counters or a same-second phone shot
-            counters[folder] += 1
-            path = f"{prefix}{folder}/{_camera_name(folder, counters[folder] % 10000, when, rng)}"
+        path = f"{prefix}{folder}/{_camera_name(folder, number, when, rng)}"
+        while path in used:
+            number = number % 9999 + 1
+            when += timedelta(seconds=1)
+            path = f"{prefix}{folder}/{_camera_name(folder, number, when, rng)}"
         used.add(path)
         out[key] = path
     return out
@@ -481,6 +482,7 @@ def materialize(out_dir: str | Path | None = None, *, seed: int = DEFAULT_SEED, 
             log.info("reusing %s (same arguments)", out_dir)
             return stored
     out_dir.mkdir(parents=True, exist_ok=True)
+    _remove_stale(out_dir, manifest_path)
     sides = split(all_photos, seed)
     paths = camera_paths((p.key for p in all_photos), seed)
     originals = load_bytes(photos, download=download, gcompris=gcompris)
@@ -547,6 +549,20 @@ def materialize(out_dir: str | Path | None = None, *, seed: int = DEFAULT_SEED, 
                 "files": written}
     manifest_path.write_text(json.dumps(manifest, indent=1, sort_keys=True), encoding="utf-8")
     return manifest
+
+
+def _remove_stale(out_dir: Path, manifest_path: Path) -> None:
+    """Delete the photos a previous manifest in `out_dir` lists (and only those), so a rewrite with other
+    arguments never leaves uncaptioned photos behind for a library scan to pick up."""
+    try:
+        previous = json.loads(manifest_path.read_text()).get("files", {})
+    except (OSError, ValueError):
+        return
+    for relative in previous.values():
+        target = (out_dir / relative).resolve()
+        if out_dir.resolve() in target.parents and target.suffix.lower() in (".jpg", ".jpeg") and target.is_file():
+            target.unlink()
+    manifest_path.unlink(missing_ok=True)
 
 
 def counts(photos: Sequence[Photo], sides: dict[str, str]) -> dict[str, dict[str, int]]:

@@ -77,6 +77,8 @@ def test_camera_names_carry_no_caption_words(photos):
     camera_style = re.compile(r"(IMG_|DSC_?|PXL_)[0-9_]{4,}\.(jpg|JPG)")
     assert all(camera_style.fullmatch(path.rsplit("/", 1)[-1]) for path in paths.values())
     assert paths == photoset.camera_paths(reversed([p.key for p in photos]), seed=0)
+    some = [p.key for p in photos[::7]]
+    assert photoset.camera_paths(some, seed=0) == {k: paths[k] for k in some}, "adding photos renames no other"
 
 
 def test_libraries_for_the_hard_cases(photos):
@@ -136,3 +138,7 @@ def test_materialize_writes_readable_jpegs_and_reuses_them(photos, gcompris, tmp
     assert again["files"] == manifest["files"]
     assert stamp == {p: (tmp_path / p).stat().st_mtime_ns for p in again["files"].values()}, "cached, not rewritten"
     assert json.loads((tmp_path / "manifest.json").read_text())["arguments"]["keys"] == sorted(keys)
+    fewer = photoset.materialize(tmp_path, seed=0, keys=keys[:2], families_per_split=0, download=False,
+                                 gcompris=gcompris)
+    on_disk = {str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*") if p.suffix.lower() == ".jpg"}
+    assert on_disk == set(fewer["files"].values()), "a rewrite leaves no photo of the previous copy behind"
