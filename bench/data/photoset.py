@@ -21,7 +21,8 @@ WordNet-ish class (animal, tool, building, …) for broad queries ("an animal") 
 
 What `materialize(DIR, seed=…)` writes (all paths inside the TSVs are relative to DIR):
 
-- the photos, RGB JPEG re-encodes of the decoded image (no EXIF, no original bytes), under camera-style names;
+- the photos under `library/` (the folder to index as a library), RGB JPEG re-encodes of the decoded image (no
+  EXIF, no original bytes, at most 2048 px a side), under camera-style names;
 - `captions.tsv` (`path<TAB>caption<TAB>category`, with a header), every photo;
 - `dev.tsv` / `heldout.tsv` (`path<TAB>caption`, no header: what `models.evaluate`, `models.train` and
   bench/offline_eval.py read), the fixed-seed split of `split()`; photos sharing a caption stay on one side;
@@ -29,8 +30,10 @@ What `materialize(DIR, seed=…)` writes (all paths inside the TSVs are relative
   caption plus, where the file name says something, the name as the owner would type it: "taj mahal", "cassy
   dancing", "M31") and its held-out counterpart (photos of the heldout half), `path<TAB>text`;
 - `nonsense_dev.txt` / `nonsense_heldout.txt`: absent-concept queries (from `photoset_nonsense.txt`), split by seed;
-- `dups/…` + `dup_families.tsv` (`family<TAB>split<TAB>variant<TAB>path<TAB>params`): near-duplicate families
-  (original, resize 25–50%, JPEG q40–70, crop ≤ 10%, a burst shot: small shift/rotation + brightness);
+- `dups/…` (kept out of `library/`, so plain retrieval runs see no variants) and `dup_families.tsv`
+  (`family<TAB>split<TAB>variant<TAB>path<TAB>params`): near-duplicate families of 20 photos per half, by seed
+  (the original in `library/`, resize 25–50%, JPEG q40–70, crop ≤ 10%, a burst shot: small shift/rotation and
+  a brightness change);
 - `same_class_pairs.tsv` (`split<TAB>relation<TAB>path_a<TAB>path_b<TAB>caption_a<TAB>caption_b`): distinct
   photos with the same caption or category, which must never be folded together;
 - `manifest.json`: the arguments, counts and {key: path}; a second call with the same arguments reuses the files.
@@ -70,6 +73,7 @@ SOURCES = ("gcompris", "skimage", "sklearn", *DEB_SOURCES)
 RESERVED = ("tuxpaint-stamps",)  # never a source: independent evaluation uses it
 SPLITS = ("dev", "heldout")
 JPEG_QUALITY = 92
+LIBRARY, DUPS = "library", "dups"  # the photos (a library root to scan), the near-duplicate variants (only for folds)
 MAX_SIDE = 2048  # wallpapers come at 5120 px; a phone photo's size is plenty and keeps benches fast
 
 
@@ -484,7 +488,7 @@ def materialize(out_dir: str | Path | None = None, *, seed: int = DEFAULT_SEED, 
     out_dir.mkdir(parents=True, exist_ok=True)
     _remove_stale(out_dir, manifest_path)
     sides = split(all_photos, seed)
-    paths = camera_paths((p.key for p in all_photos), seed)
+    paths = camera_paths((p.key for p in all_photos), seed, prefix=LIBRARY + "/")
     originals = load_bytes(photos, download=download, gcompris=gcompris)
     written, changed, failed = {}, [], []
     images = {}
@@ -525,7 +529,7 @@ def materialize(out_dir: str | Path | None = None, *, seed: int = DEFAULT_SEED, 
     family_rows = []
     family_photos = family_sample([p for p in kept], sides, families_per_split, seed)
     variant_keys = [f"{p.key}#{v}" for p in family_photos for v in VARIANTS[1:]]
-    variant_paths = camera_paths(variant_keys, seed, prefix="dups/")
+    variant_paths = camera_paths(variant_keys, seed, prefix=DUPS + "/")
     for number, photo in enumerate(family_photos):
         family = f"F{number:03d}"
         family_rows.append((family, sides[photo.key], "original", written[photo.key], "{}"))
