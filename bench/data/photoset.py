@@ -566,6 +566,10 @@ def _remove_stale(out_dir: Path, manifest_path: Path) -> None:
         target = (out_dir / relative).resolve()
         if out_dir.resolve() in target.parents and target.suffix.lower() in (".jpg", ".jpeg") and target.is_file():
             target.unlink()
+            folder = target.parent
+            while folder != out_dir.resolve() and folder.is_dir() and not any(folder.iterdir()):
+                folder.rmdir()
+                folder = folder.parent
     manifest_path.unlink(missing_ok=True)
 
 
@@ -573,6 +577,10 @@ def counts(photos: Sequence[Photo], sides: dict[str, str]) -> dict[str, dict[str
     return {"source": dict(sorted(Counter(p.source for p in photos).items())),
             "category": dict(Counter(p.category for p in photos).most_common()),
             "split": dict(sorted(Counter(sides[p.key] for p in photos).items())),
+            "category_by_split": {side: dict(Counter(p.category for p in photos if sides[p.key] == side)
+                                             .most_common()) for side in SPLITS},
+            "source_by_split": {side: dict(sorted(Counter(p.source for p in photos if sides[p.key] == side)
+                                                  .items())) for side in SPLITS},
             "captions": {"distinct": len({p.caption for p in photos})}}
 
 
@@ -619,8 +627,11 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     c = manifest["counts"]
     print(f"{sum(c['source'].values())} photos, {c['captions']['distinct']} distinct captions in {out}")
-    for what in ("source", "split", "category"):
-        print(f"{what:>9}: " + ", ".join(f"{k} {v}" for k, v in c[what].items()))
+    print("    split: " + ", ".join(f"{k} {v}" for k, v in c["split"].items()))
+    for what in ("source", "category"):
+        by_split = c[f"{what}_by_split"]
+        print(f"{what:>9}: " + ", ".join(f"{k} {v} ({by_split['dev'].get(k, 0)}/{by_split['heldout'].get(k, 0)})"
+                                        for k, v in c[what].items()) + "   (dev/heldout)")
     print(f"  inhouse: train {manifest['inhouse']['train']}, heldout {manifest['inhouse']['heldout']} pairs")
     nonsense = nonsense_split(args.seed)
     print(f" nonsense: dev {len(nonsense['dev'])}, heldout {len(nonsense['heldout'])} queries")
