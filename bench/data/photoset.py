@@ -65,7 +65,7 @@ HERE = Path(__file__).resolve().parent
 LIST = HERE / "photoset.tsv"
 NONSENSE = HERE / "photoset_nonsense.txt"
 DEFAULT_SEED = 0
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # bump whenever what materialize writes changes: a stored copy of another version is rewritten
 ENV_DIR = "LOUPE_PHOTOSET_DIR"
 DEB_SOURCES = ("mate-backgrounds", "plasma-workspace-wallpapers", "lomiri-wallpapers-16.04", "lomiri-wallpapers-20.04",
                "scratch", "opencv-doc", "stellarium-data", "scribus-template")
@@ -629,7 +629,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{sum(c['source'].values())} photos, {c['captions']['distinct']} distinct captions in {out}")
     print("    split: " + ", ".join(f"{k} {v}" for k, v in c["split"].items()))
     for what in ("source", "category"):
-        by_split = c[f"{what}_by_split"]
+        by_split = c.get(f"{what}_by_split", {"dev": {}, "heldout": {}})
         print(f"{what:>9}: " + ", ".join(f"{k} {v} ({by_split['dev'].get(k, 0)}/{by_split['heldout'].get(k, 0)})"
                                         for k, v in c[what].items()) + "   (dev/heldout)")
     print(f"  inhouse: train {manifest['inhouse']['train']}, heldout {manifest['inhouse']['heldout']} pairs")
