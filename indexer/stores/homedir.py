@@ -19,7 +19,7 @@ from pathlib import Path
 log = logging.getLogger(__name__)
 
 DIR_MODE, FILE_MODE = 0o700, 0o600
-PRIVATE_DIRS = ("vectors", "thumbnails", "models", "text_towers")  # created here 0700 (the stores then fill them)
+PRIVATE_DIRS = ("vectors", "thumbnails")  # created here 0700 (the stores then fill them); the rest sit in a 0700 home
 
 
 class NoHomeError(RuntimeError):
