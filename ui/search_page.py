@@ -152,8 +152,8 @@ def _results(engine, guard, query, chosen) -> None:
     if page.no_good_match:
         st.warning("No good match — these are the closest photos, not necessarily what you described.")
     _header(guard, query, offset, len(results))
-    described = describe(query)
-    st.session_state["scores"] = {r.content_hash: (described.replace("**", ""), r.calibrated, r.score, verdict_label(r)[0])
+    described = describe(query).replace("**", "")  # for the detail view's "Match" row (plain text)
+    st.session_state["scores"] = {r.content_hash: (described, r.calibrated, r.score, verdict_label(r)[0])
                                   for r in results}
     cards = [Card(r.content_hash, file_name(r.path), _score_line(r), "\n".join(r.paths + r.duplicates))
              for r in results]
