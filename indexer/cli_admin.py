@@ -40,7 +40,8 @@ def status(settings: IndexerSettings, as_json: bool) -> int:
           f"vectors, {collection.get('status')})")
     print(f"text tower  {report.get('text_version') or 'base'}")
     print(f"store       {store.get('kind')} at {store.get('where')}; catalog {report.get('catalog', {}).get('where')}")
-    print("files       " + ", ".join(f"{counts.get(k, 0)} {k}" for k in ("indexed", "pending", "failed", "deleted")))
+    print("files       " + ", ".join(f"{counts.get(k, 0)} {k}"
+                                     for k in ("indexed", "pending", "failed", "moved", "deleted")))
     for failure in counts.get("failures", [])[:20]:
         print(f"  failed: {failure['path']}: {failure['reason']}")
     if report.get("watching"):
@@ -74,6 +75,7 @@ def forget(settings: IndexerSettings, folder: Path, as_json: bool) -> int:
     from indexer.scan.sync import PayloadSync
     from indexer.stores.catalog import Catalog
     from indexer.stores.factory import open_vector_store
+    from indexer.stores.roots import forget_roots
 
     try:
         lock = Ownership.acquire(settings.home, "indexer forget")
@@ -87,6 +89,7 @@ def forget(settings: IndexerSettings, folder: Path, as_json: bool) -> int:
             records = catalog.files_under(str(folder), statuses=("pending", "indexed", "failed"))
             hashes = {r.content_hash for r in records if r.content_hash}
             count = catalog.mark_deleted([r.path for r in records])
+            forget_roots(catalog, folder)
             PayloadSync(catalog, store).refresh(hashes)
         finally:
             store.close()

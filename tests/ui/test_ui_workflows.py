@@ -116,8 +116,10 @@ def test_index_page_shows_counts_failures_model_and_store(library):
     assert "notes.jpg" in at.dataframe[0].value["file"].iloc[0]
     table = at.table[0].value.to_string()
     assert "test-tiny" in table and "edge" in table and str(library.home) in table
-    followable = next(text for text in texts(at.markdown) if "not followed yet" in text)
-    assert str(library.root / "2021" / "beach") in followable and str(library.root / "2023" / "city") in followable
+    folders = at.dataframe[1].value  # the root the user added, not its leaf folders
+    assert list(folders["folder"]) == [str(library.root)]
+    assert folders["photos"].iloc[0] == 14 and folders["subfolders"].iloc[0] == 5  # 2021, beach, 2023, city, night
+    assert not folders["followed"].iloc[0]
     assert not at.button(key="watch-start").disabled
 
 
@@ -136,7 +138,7 @@ def test_adding_a_folder_indexes_it_in_the_background(library, tmp_path):
     assert any(f"Indexing {extra}: done" in text for text in texts(at.success))
     metrics = {m.label: m.value for m in at.metric}
     assert metrics["Indexed"] == "16" and metrics["Photos in the vector store"] == "16"
-    assert str(extra) in " ".join(texts(at.markdown))  # now a followed folder
+    assert str(extra) in list(at.dataframe[-1].value["folder"])  # now one of the index's folders
     search = run_app()
     assert any("16 photos indexed" in text for text in texts(search.info))
     search.sidebar.selectbox(key="f_folder").set_value(str(extra))
@@ -155,6 +157,7 @@ def test_following_changes_picks_up_a_new_photo(library, tmp_path):
     at = run_app("index_page.py")
     at.button(key="watch-start").click().run()
     assert ui.state.services().watching and at.button(key="watch-stop")
+    assert all(at.dataframe[-1].value["followed"])  # every added folder is followed now
     extra = Path(next(r for r in ui.state.services().status()["roots"]))
     write_jpeg(extra / "lime.jpg", image=solid_color_image("lime", (80, 60)))
     deadline = time.monotonic() + 30
