@@ -10,7 +10,7 @@ import json
 import sys
 from pathlib import Path
 
-from indexer.cli_common import add_common_options
+from indexer.cli_common import add_common_options, given_flags, ignored_flags_warning
 from indexer.settings import IndexerSettings
 
 
@@ -23,12 +23,12 @@ def main(argv: list[str]) -> int:
     settings = IndexerSettings.from_env(home=args.home, db_url=args.db_url, qdrant_url=args.qdrant_url,
                                         qdrant_api_key=args.qdrant_api_key)
     if argv[0] == "status":
-        return status(settings, args.json)
+        return status(settings, args.json, given_flags(parser, args))
     return forget(settings, args.folder.expanduser().resolve(), args.json)
 
 
-def status(settings: IndexerSettings, as_json: bool) -> int:
-    report = _status_report(settings)
+def status(settings: IndexerSettings, as_json: bool, flags: list[str] = ()) -> int:
+    report = _status_report(settings, list(flags))
     if as_json:
         print(json.dumps(report, indent=2, default=str))
         return 0
@@ -44,16 +44,20 @@ def status(settings: IndexerSettings, as_json: bool) -> int:
                                      for k in ("indexed", "pending", "failed", "moved", "deleted")))
     for failure in counts.get("failures", [])[:20]:
         print(f"  failed: {failure['path']}: {failure['reason']}")
+    print(f"folders     {', '.join(report.get('indexed_roots') or []) or '—'}")
     if report.get("watching"):
         print(f"watching    {', '.join(report.get('roots', []))}")
     return 0
 
 
-def _status_report(settings: IndexerSettings) -> dict:
+def _status_report(settings: IndexerSettings, flags: list[str]) -> dict:
     from indexer.owner.client import OwnerClient
 
     client = OwnerClient.find(settings.home)
     if client is not None:
+        warning = ignored_flags_warning(flags, client.pid)  # the owner reports on its own stores
+        if warning:
+            print(warning, file=sys.stderr)
         return client.status()
     from indexer.owner.ownership import Ownership
     from indexer.owner.status import status_report

@@ -41,7 +41,7 @@ from models.tagging import (
     sample_library,
 )
 from search.backend import Backend
-from search.options import add_index_options, index_location
+from search.options import OWNER_IGNORES, add_index_options, ignored_by_owner, index_location
 
 TAG_SOURCE = "zero-shot"
 BATCH = 512  # vectors classified (and written) at a time
@@ -252,6 +252,9 @@ def main(argv: list[str] | None = None) -> int:
     except (NoIndexError, RuntimeError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
+    warning = ignored_by_owner(args, backend, [f for f in OWNER_IGNORES if f[0] != "--db-url"])  # tags: own catalog
+    if warning:
+        print(warning, file=sys.stderr)
     catalog = getattr(backend, "catalog", None)
     own_catalog = catalog is None
     try:
