@@ -101,11 +101,55 @@ def test_tiny_tuning_run_completes_then_promote_and_roll_back(library, tmp_path)
     assert at.selectbox(key="cmp_b").value.name == "ui-tiny"
     at.toggle(key="cmp_run").set_value(True).run()
     assert len(at.get("image")) >= 2  # example queries ranked under both towers
+    assert at.button(key="promote").disabled  # trained on a handful of pairs: promotion asks first, and says why
+    assert any("trained on only" in text for text in texts(at.warning)), texts(at.warning)
+    at.checkbox(key="promote-confirm").check().run()
     at.button(key="promote").click().run()
     assert versions.active(library.home, saved["ui-tiny"].image_tower_id).name == "ui-tiny"
     assert any("ui-tiny" in text for text in texts(at.markdown) if "Search uses" in text)
     at.button(key="rollback").click().run()
     assert versions.active(library.home, saved["ui-tiny"].image_tower_id) is None
+
+
+def test_an_unvalidated_run_shows_empty_states_and_guards_its_promotion(library, tmp_path):
+    from models import versions
+
+    at = run_app("tune_page.py")
+    at.get("file_uploader")[0].set_value(("tiny.csv", captions_file(library, tmp_path).read_bytes(), "text/csv"))
+    at.selectbox(key="t_mode").set_value("head")
+    at.number_input(key="t_epochs").set_value(1)
+    at.selectbox(key="t_batch").set_value(8)
+    at.slider(key="t_valfrac").set_value(0.0)  # no held-out captions: nothing measures this version
+    at.text_input(key="t_name").input("ui-unvalidated")
+    wait_for_tasks(click(at, "Start tuning"))
+    assert any("Saved **ui-unvalidated**" in text for text in texts(at.success)), texts(at.error)
+    shown = " ".join(texts(at.caption) + texts(at.markdown) + texts(at.warning))
+    assert "No held-out recall" in shown and "None" not in shown and "null" not in shown
+    versions_box = at.selectbox(key="cmp_b")
+    versions_box.select_index(len(versions_box.options) - 1).run()  # the newest version
+    assert at.selectbox(key="cmp_b").value.name == "ui-unvalidated"
+    assert at.selectbox(key="cmp_a").index == 0  # the base model
+    assert len(at.get("vega_lite_chart")) == 1  # the loss curve; no empty recall chart, no empty comparison
+    assert not at.dataframe  # no table of empty metrics
+    assert any("not validated" in text for text in texts(at.caption))
+    warning = next(text for text in texts(at.warning) if "may make search worse" in text)
+    assert "never validated on held-out captions" in warning and "trained on only" in warning
+    assert at.button(key="promote").disabled and at.button(key="promote").proto.type == "secondary"
+    at.checkbox(key="promote-confirm").check().run()
+    assert not at.button(key="promote").disabled
+    tower = next(v for v in versions.list_versions(library.home) if v.name == "ui-unvalidated").image_tower_id
+    assert versions.active(library.home, tower) is None  # nothing promoted without the click
+
+
+def test_promotion_concerns_name_each_risk():
+    from ui.compare import promotion_concerns
+
+    good = {"train_size": {"pairs": 5000}, "metrics_before": {"mean_recall": 0.2}, "metrics_after": {"mean_recall": 0.3}}
+    assert promotion_concerns(good) == []
+    worse = {**good, "metrics_after": {"mean_recall": 0.1}}
+    assert promotion_concerns(worse) == ["its held-out recall (10.0%) is below the base model's (20.0%)"]
+    assert promotion_concerns({"train_size": {"pairs": 2}}) == [
+        "it was trained on only 2 caption pairs", "it was never validated on held-out captions"]
 
 
 def test_index_page_shows_counts_failures_model_and_store(library):
