@@ -144,7 +144,8 @@ def test_an_unvalidated_run_shows_empty_states_and_guards_its_promotion(library,
 def test_promotion_concerns_name_each_risk():
     from ui.compare import promotion_concerns
 
-    good = {"train_size": {"pairs": 5000}, "metrics_before": {"mean_recall": 0.2}, "metrics_after": {"mean_recall": 0.3}}
+    good = {"train_size": {"pairs": 5000}, "metrics_before": {"mean_recall": 0.2},
+            "metrics_after": {"mean_recall": 0.3}}
     assert promotion_concerns(good) == []
     worse = {**good, "metrics_after": {"mean_recall": 0.1}}
     assert promotion_concerns(worse) == ["its held-out recall (10.0%) is below the base model's (20.0%)"]
