@@ -30,9 +30,13 @@ def click(at, label: str):
 
 def test_tagging_a_folder_writes_tags_that_filters_and_browsing_find(library):
     import ui.state
+    from ui.tagging import load_vocabulary
 
     at = run_app("tags_page.py")
     assert [s for s in texts(at.subheader)] == ["Folders and their top tags", "Tag a folder", "Browse by tag"]
+    shipped = at.text_area(key="tag_vocab").value  # opens on the tags, not on the file format's comments
+    assert shipped.startswith("# --- ") and shipped.splitlines()[1] == "beach: sandy beach, seashore"
+    assert load_vocabulary(shipped).tags == load_vocabulary(None).tags  # the same vocabulary
     at.selectbox(key="tag_folder").set_value(str(library.root))
     at.checkbox(key="tag_edit").check()
     at.text_area(key="tag_vocab").input(VOCABULARY)
@@ -52,6 +56,9 @@ def test_tagging_a_folder_writes_tags_that_filters_and_browsing_find(library):
     tag = at.selectbox(key="browse_tag").value
     assert result_hashes(at, "tagged") == [p.content_hash for p in lib.with_tag(tag)][:24]
     assert "—" not in at.dataframe[0].value["top tags"].iloc[0]
+    cards = [text for text in texts(at.markdown) if text.startswith("**") and "/\u200b" in text]
+    assert len(cards) == len(result_hashes(at, "tagged"))  # folders break between names, never inside one
+    assert not any(str(library.root) in card for card in cards)  # the short folder, full paths in the tooltip
     first = result_hashes(at, "tagged")[0]
     at.button(key=f"tagged-open-{first}").click().run()  # opens on the Search page
     assert lib.photos[first].paths[0] in at.table[0].value.to_string()
