@@ -26,8 +26,10 @@ def compare_versions(services, collection) -> None:
         return
     label = {row.name: row.name + (" — active" if row.active else "") for row in rows}
     left, right = st.columns(2)
-    a = left.selectbox("Version A", rows, index=0, format_func=lambda r: label[r.name], key="cmp_a")
-    b = right.selectbox("Version B", rows, index=len(rows) - 1, format_func=lambda r: label[r.name], key="cmp_b")
+    # Keyed by the number of versions: when a run adds one, B opens on it (a kept key would keep showing the old one).
+    a = left.selectbox("Version A", rows, index=0, format_func=lambda r: label[r.name], key=f"cmp_a-{len(rows)}")
+    b = right.selectbox("Version B", rows, index=len(rows) - 1, format_func=lambda r: label[r.name],
+                        key=f"cmp_b-{len(rows)}")
     _recall(a, b)
     _example_queries(services, collection, a, b)
     _promote(services, collection, rows, b)

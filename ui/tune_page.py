@@ -167,7 +167,7 @@ def _curves(points: list[dict]) -> None:
         left.line_chart(loss, x_label="epoch", y_label="loss", height=220)
     right.caption("Held-out recall (%) — epoch 0 is the model before tuning")
     if recall.empty:
-        right.caption(NO_HELD_OUT)
+        right.caption("No held-out captions in this run: nothing to plot.")
     else:
         right.line_chart(recall, x_label="epoch", y_label="%", height=220)
 

@@ -24,6 +24,11 @@ def library(tmp_path_factory):
 VOCABULARY = "red: crimson, scarlet\nblue\ngreen\nsquare\nstripes | a photo of {} | {} pattern\n"
 
 
+def version_box(at, prefix: str):
+    """The comparison's version selectbox (its key carries the number of versions)."""
+    return next(box for box in at.selectbox if box.key and box.key.startswith(f"{prefix}-"))
+
+
 def click(at, label: str):
     return next(b for b in at.button if b.label == label).click().run()
 
@@ -105,7 +110,7 @@ def test_tiny_tuning_run_completes_then_promote_and_roll_back(library, tmp_path)
     saved = {v.name: v for v in versions.list_versions(library.home)}
     assert "ui-tiny" in saved and saved["ui-tiny"].metrics is not None
     at.run()
-    assert at.selectbox(key="cmp_b").value.name == "ui-tiny"
+    assert version_box(at, "cmp_b").value.name == "ui-tiny"
     at.toggle(key="cmp_run").set_value(True).run()
     assert len(at.get("image")) >= 2  # example queries ranked under both towers
     assert at.button(key="promote").disabled  # trained on a handful of pairs: promotion asks first, and says why
@@ -132,10 +137,8 @@ def test_an_unvalidated_run_shows_empty_states_and_guards_its_promotion(library,
     assert any("Saved **ui-unvalidated**" in text for text in texts(at.success)), texts(at.error)
     shown = " ".join(texts(at.caption) + texts(at.markdown) + texts(at.warning))
     assert "No held-out recall" in shown and "None" not in shown and "null" not in shown
-    versions_box = at.selectbox(key="cmp_b")
-    versions_box.select_index(len(versions_box.options) - 1).run()  # the newest version
-    assert at.selectbox(key="cmp_b").value.name == "ui-unvalidated"
-    assert at.selectbox(key="cmp_a").index == 0  # the base model
+    assert version_box(at, "cmp_b").value.name == "ui-unvalidated"  # the comparison opens on the new version
+    assert version_box(at, "cmp_a").index == 0  # the base model
     assert len(at.get("vega_lite_chart")) == 1  # the loss curve; no empty recall chart, no empty comparison
     assert not at.dataframe  # no table of empty metrics
     assert any("not validated" in text for text in texts(at.caption))
