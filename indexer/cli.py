@@ -15,8 +15,8 @@ import logging
 import sys
 from pathlib import Path
 
-from indexer.cli_common import add_common_options, setup_logging
-from indexer.settings import DEFAULT_IGNORES, DEFAULT_MODEL, IndexerSettings
+from indexer.cli_common import add_common_options, given_flags, setup_logging
+from indexer.settings import DEFAULT_IGNORES, DEFAULT_MODEL_HELP, IndexerSettings
 
 log = logging.getLogger("indexer")
 
@@ -29,8 +29,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--poll", type=float, metavar="SECONDS", help="poll every SECONDS instead of native events")
     parser.add_argument("--settle", type=float, default=2.0, metavar="SECONDS",
                         help="a file must be unchanged this long before it is read (default 2)")
-    parser.add_argument("--model", help=f"model preset (default: the index's recorded model, else {DEFAULT_MODEL}); "
-                                        "changing it builds a new collection while the old one serves")
+    parser.add_argument("--model", help=f"model preset ({DEFAULT_MODEL_HELP}); changing it builds a new collection "
+                                        "while the old one serves")
     parser.add_argument("--device", help="cpu, cuda, cuda:N (default: CUDA when available)")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--workers", type=int, help="decode threads (default: CPU count, at most 8)")
@@ -70,7 +70,8 @@ def main(argv: list[str] | None = None) -> int:
         from indexer.cli_admin import main as admin_main
 
         return admin_main(argv)
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
     setup_logging(args.verbose)
     missing = [str(p) for p in args.paths if not p.expanduser().is_dir()]
     if missing:
@@ -87,4 +88,4 @@ def main(argv: list[str] | None = None) -> int:
             return 2
     from indexer.run import run
 
-    return run(settings, as_json=args.json, port=args.port)
+    return run(settings, as_json=args.json, port=args.port, flags=given_flags(parser, args))

@@ -14,6 +14,9 @@ from models.home import data_home
 
 DEFAULT_MODEL = "lit-b16b-2"  # the recommended LiT checkpoint, downloaded once
 FALLBACK_MODEL = "offline-lite"  # what a first run uses when the default cannot be fetched (air-gapped)
+# How every command line states the default (`indexer --help`, `ui --help`, README): one sentence, one place.
+DEFAULT_MODEL_HELP = (f"default: the index's recorded model, else {DEFAULT_MODEL}; a first run that cannot download "
+                      f"it uses {FALLBACK_MODEL}")
 DEFAULT_IGNORES = ("*.tmp", "*.part", "*.crdownload", "*~", ".#*", "*.swp", "@eaDir", "#recycle", ".Trash*")
 
 

@@ -11,6 +11,7 @@ import os
 import threading
 import time
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 
 from tqdm import tqdm
@@ -25,11 +26,15 @@ from indexer.scan.sync import PayloadSync
 from indexer.scan.walk import FileFilter
 from indexer.settings import IndexerSettings
 from indexer.stores.catalog import Catalog
+from indexer.stores.catalog_schema import utc_now
 from indexer.stores.diskspace import BATCH_WRITE_BYTES, ensure_free
 from indexer.stores.factory import open_vector_store
+from indexer.stores.roots import remember_roots
 from indexer.stores.vectors import VectorStore
 
 log = logging.getLogger(__name__)
+
+MOVE_WINDOW_S = 60.0  # watch: how far apart the halves of one rename may be seen
 
 
 @dataclass
@@ -39,12 +44,14 @@ class RunReport:
     reused: int = 0
     failed: int = 0
     deleted: int = 0
+    moved: int = 0  # old paths of renamed/moved photos (not in `deleted`; their new paths are in `reused`)
     unchanged: int = 0
     skipped_roots: list[str] = field(default_factory=list)
     seconds: float = 0.0
 
     def add(self, rec: Reconciled) -> None:
         self.deleted += rec.deleted
+        self.moved += rec.moved
         self.unchanged += rec.unchanged
         self.skipped_roots += rec.skipped_roots
 
@@ -113,13 +120,15 @@ class IndexerService:
 
     def scan(self, roots: tuple[Path, ...] | None = None) -> RunReport:
         """Reconcile roots (all by default) and process what is new or changed."""
-        report, started = RunReport(), time.monotonic()
+        report, started, since = RunReport(), time.monotonic(), utc_now()
         for root in roots or self.roots:
             if self.stop.is_set():
                 break
             with self.work_lock:
-                rec = self.reconciler.folder(root, self.collection.name)
+                rec = self.reconciler.folder(root, self.collection.name, since)
                 report.scanned_roots += 1
+                if str(root) not in rec.skipped_roots:
+                    remember_roots(self.catalog, [root])  # the Index page lists what the user added, not leaves
                 self._process(rec, report, f"indexing {root}")
         self._maybe_complete()
         report.seconds = time.monotonic() - started
@@ -142,12 +151,15 @@ class IndexerService:
     def handle(self, files: list[Path], folders: list[Path]) -> RunReport:
         """Process settled watch events: whole folders are rescanned, single files reconciled."""
         report, started = RunReport(), time.monotonic()
+        # A rename's two halves may settle in different batches (the new path first, the old one's deletion later):
+        # a vanished path whose content reappeared this recently was moved, not deleted.
+        since = utc_now() - timedelta(seconds=MOVE_WINDOW_S + self.settings.settle)
         with self.work_lock:
             for folder in folders:
-                rec = self.reconciler.folder(folder, self.collection.name)
+                rec = self.reconciler.folder(folder, self.collection.name, since)
                 self._process(rec, report, None)
             if files:
-                self._process(self.reconciler.paths(files, self.collection.name), report, None)
+                self._process(self.reconciler.paths(files, self.collection.name, since), report, None)
         self._maybe_complete()
         report.seconds = time.monotonic() - started
         return report
