@@ -41,6 +41,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--max-megapixels", type=float, default=180.0, help="refuse larger images (bomb guard)")
     parser.add_argument("--tag-vocabulary", metavar="NAME|FILE",
                         help="tag new photos as they arrive: 'default' (the shipped vocabulary) or a vocabulary file")
+    parser.add_argument("--image-idle", type=float, metavar="SECONDS",
+                        help="with --watch: release the model after this long without new photos (default 20) ...")
+    parser.add_argument("--text-idle", type=float, metavar="SECONDS",
+                        help="... and without text queries (default 40); it loads again on the next one")
     parser.add_argument("--port", type=int, default=0, help="local API port with --watch (default: a free one)")
     for name, help_text in (("--shard-number", "Qdrant server: shards per collection"),
                             ("--replication-factor", "Qdrant server: copies of each shard"),
@@ -59,7 +63,8 @@ def settings_from(args: argparse.Namespace) -> IndexerSettings:
         watch=args.watch, poll=args.poll, settle=args.settle, batch_size=args.batch_size, workers=args.workers,
         follow_symlinks=args.follow_symlinks, include_hidden=args.include_hidden,
         ignore=DEFAULT_IGNORES + tuple(args.ignore), thumbnails=not args.no_thumbnails,
-        max_megapixels=args.max_megapixels, tag_vocabulary=args.tag_vocabulary,
+        max_megapixels=args.max_megapixels, tag_vocabulary=args.tag_vocabulary, image_idle_s=args.image_idle,
+        text_idle_s=args.text_idle,
     )
 
 

@@ -43,6 +43,10 @@ def status(settings: IndexerSettings, as_json: bool) -> int:
     print("files       " + ", ".join(f"{counts.get(k, 0)} {k}" for k in ("indexed", "pending", "failed", "deleted")))
     for failure in counts.get("failures", [])[:20]:
         print(f"  failed: {failure['path']}: {failure['reason']}")
+    for slot in report.get("models_loaded") or []:
+        state = "loaded" if slot.get("loaded") else "not loaded (loads on the next photo or query)"
+        print(f"in memory   {slot.get('name')}: {state}; idle {slot.get('image_idle_s')} s (images), "
+              f"{slot.get('text_idle_s')} s (text)")
     if report.get("watching"):
         print(f"watching    {', '.join(report.get('roots', []))}")
     return 0

@@ -42,6 +42,8 @@ class IndexerSettings:
     max_megapixels: float = 180.0  # decompression-bomb guard
     tag_vocabulary: str | None = None  # tag new photos on arrival with this vocabulary ('default' or a file)
     serve: bool = True  # serve the local API while owning the data home
+    image_idle_s: float = 20.0  # a watching owner releases its model once indexing has been idle this long ...
+    text_idle_s: float = 40.0  # ... and no text query came for this long (idle RSS: bench/index.py --idle)
     optimize_after: int = 2000  # build the embedded store's HNSW index once this many vectors were added since
 
     @classmethod

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from indexer.owner.memory import release_freed_memory
 from indexer.owner.modelslot import ModelSlot, complete_collection, resolve_model, target_collection
 from indexer.scan.decode import IMAGE_EXTENSIONS
 from indexer.scan.pipeline import Pipeline
@@ -210,8 +211,9 @@ class IndexerService:
         log.info("watching %s", ", ".join(map(str, self.roots)))
         try:
             while not self.stop.is_set():
-                queue.wakeup.wait(queue.next_deadline())
+                queue.wakeup.wait(queue.next_deadline())  # at most the settle time: idle checks run often enough
                 queue.wakeup.clear()
+                self.release_idle_models()
                 files, folders = queue.ready()
                 if files or folders:
                     report = self.handle(files, folders)
@@ -221,6 +223,25 @@ class IndexerService:
             self._watcher = None
             observer.stop()
             observer.join(timeout=5)
+
+    def release_idle_models(self) -> bool:
+        """Between batches: drop models idle past their timeouts and return the memory (a lean `--watch` owner)."""
+        if not self.work_lock.acquire(blocking=False):
+            return False
+        try:
+            slots = [s for s in (self.slot, self._serving) if s is not None]
+            released = [s.release_if_idle(self.settings.image_idle_s, self.settings.text_idle_s) for s in slots]
+            if self._tagger is not None and not self.slot.loaded:
+                self._tagger = self._tagger_text = None  # it holds the text tower
+            if any(released):
+                release_freed_memory()
+            return any(released)
+        finally:
+            self.work_lock.release()
+
+    def model_state(self) -> list[dict]:
+        """For `status`: each model slot, loaded or not, and how long it has been idle."""
+        return [s.describe() for s in (self.slot, self._serving) if s is not None]
 
     def close(self) -> None:
         self.store.close()

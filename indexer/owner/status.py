@@ -26,6 +26,7 @@ def status_report(
     *,
     roots: Sequence[Path] | None = None,
     watching: bool = False,
+    models: list[dict] | None = None,
 ) -> dict[str, Any]:
     """Files per status (with failure reasons), model, collections, stores, data home and text tower in use.
 
@@ -48,6 +49,7 @@ def status_report(
         "store": store_description(store),
         "roots": [str(root) for root in (settings.roots if roots is None else roots)],
         "watching": watching,
+        "models_loaded": models,  # a running owner's model slots (None when no owner answers)
     }
 
 
