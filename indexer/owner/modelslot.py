@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from pathlib import Path
 
 from indexer.settings import DEFAULT_MODEL, FALLBACK_MODEL, IndexerSettings
 from indexer.stores.catalog import META_DEFAULT_MODEL, Catalog
@@ -30,8 +31,9 @@ class ModelSlot:
     references, so a caller still holding the bundle finishes with it safely; the next use loads it again.
     """
 
-    def __init__(self, name: str, device: str | None, home=None):
-        self.name, self.device, self.home = name, device, home
+    def __init__(self, name: str, device: str | None, home=None, runtime: str = "auto"):
+        self.name, self.device, self.home, self.runtime = name, device, home, runtime
+        self.runtime_in_use: str | None = None  # what `runtime` resolved to at the last load
         self._bundle = None
         self._active = None
         self._lock = threading.Lock()
@@ -62,8 +64,14 @@ class ModelSlot:
         from models.registry import accepts_option
 
         log.info("loading model %s", self.name)
+        from models.home import model_cache
+        from models.runtime import use_runtime
+
         options = {"home": str(self.home)} if self.home and accepts_option(self.name, "home") else {}
-        return models.create(self.name, device=self.device, **options)
+        bundle = models.create(self.name, device=self.device, **options)
+        cache = model_cache(Path(self.home)) / "onnx" if self.home else None
+        self.runtime_in_use = use_runtime(bundle, self.runtime, cache)
+        return bundle
 
     def active(self):
         """The bundle behind an `ActiveModel`, whose text tower follows promotions (for text queries)."""
@@ -91,7 +99,7 @@ class ModelSlot:
     def describe(self, now: float | None = None) -> dict:
         """What `status` shows about this slot: loaded or not, and for how long each side has been idle."""
         now = time.monotonic() if now is None else now
-        return {"name": self.name, "loaded": self.loaded, "loads": self.loads,
+        return {"name": self.name, "loaded": self.loaded, "loads": self.loads, "runtime": self.runtime_in_use,
                 "image_idle_s": round(now - self.last_image_use, 1), "text_idle_s": round(now - self.last_text_use, 1)}
 
 
@@ -103,7 +111,7 @@ def resolve_model(settings: IndexerSettings, catalog: Catalog) -> tuple[str, Mod
     """
     recorded = catalog.get_meta(META_DEFAULT_MODEL)
     chosen = settings.model or recorded or DEFAULT_MODEL
-    slot = ModelSlot(chosen, settings.device, settings.home)
+    slot = ModelSlot(chosen, settings.device, settings.home, settings.runtime)
     if chosen == DEFAULT_MODEL and settings.model is None and recorded is None:
         slot = _default_or_fallback(slot, settings)
     if recorded is None or slot.name != recorded:
@@ -121,7 +129,7 @@ def _default_or_fallback(slot: ModelSlot, settings: IndexerSettings) -> ModelSlo
         log.warning("the default model %s is not available (%s). Indexing with %s instead; this index stays on "
                     "%s (use --model %s later to build a %s collection beside it).", DEFAULT_MODEL,
                     str(err).split(":")[0], FALLBACK_MODEL, FALLBACK_MODEL, DEFAULT_MODEL, DEFAULT_MODEL)
-        return ModelSlot(FALLBACK_MODEL, settings.device, settings.home)
+        return ModelSlot(FALLBACK_MODEL, settings.device, settings.home, settings.runtime)
 
 
 def target_collection(catalog: Catalog, model_name: str, slot: ModelSlot) -> CollectionInfo:
