@@ -44,7 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--runtime", choices=("auto", "torch", "onnxruntime"),
                         help="inference runtime (default torch). onnxruntime: fp32 on CPU, measured ~4x torch with "
                              "identical vectors (pip install 'loupe[onnx]'; exports once into the model cache); "
-                             "auto: onnxruntime when installed and on CPU, else torch")
+                             "auto: times both on this machine once per tower and keeps the faster")
     parser.add_argument("--image-idle", type=float, metavar="SECONDS",
                         help="with --watch: release the model after this long without new photos (default 20) ...")
     parser.add_argument("--text-idle", type=float, metavar="SECONDS",

@@ -23,7 +23,7 @@ class IndexerSettings:
     roots: tuple[Path, ...] = ()  # folders to index (absolute)
     model: str | None = None  # preset; None = the index's recorded model, else DEFAULT_MODEL
     device: str | None = None  # None = CUDA when available
-    runtime: str = "torch"  # inference: torch, onnxruntime, or auto (ONNX Runtime on CPU when installed)
+    runtime: str = "torch"  # inference: torch, onnxruntime, or auto (the faster of the two per tower, timed once)
     db_url: str | None = None  # SQLAlchemy URL; None = SQLite under home
     qdrant_url: str | None = None  # Qdrant server; None = Qdrant Edge embedded under home
     qdrant_api_key: str | None = None

@@ -2,10 +2,11 @@
 
 Measured in bench/runtime.py on this machine (2 cores, one thread each, same run): ONNX Runtime fp32 encoded
 offline-lite's images 4.4× and its text queries 4.2× faster than torch fp32 eager with identical vectors
-(cos 1.00000); torch bf16 autocast gained 1.7× / 1.4× at cos 0.9998; every int8 variant missed the fidelity bars
-(text cos 0.939 with torch's dynamic quantisation; image cos 0.976 with ONNX Runtime's). So `auto` means ONNX
-Runtime fp32 on CPU when it is installed (`pip install 'loupe[onnx]'`), else torch; on CUDA it is torch with its
-bf16/fp16 autocast. fp32 ONNX vectors equal torch's, so an index never has to be rebuilt for a runtime change.
+(cos 1.00000), but ran a random full-size LiT-B/16 at 0.6× / 0.8× of torch; torch bf16 autocast gained 1.7× / 1.4×
+on offline-lite and nothing on LiT; int8 variants either missed the fidelity bars (offline-lite) or the cos 0.999
+that keeps one collection (LiT, torch int8: 0.9987). So runtimes here are fp32 only, which never changes a vector
+and never needs a new collection, and `auto` decides per tower by timing both on this machine (`use_runtime`). On
+CUDA it is torch with its bf16/fp16 autocast. ONNX Runtime is optional: `pip install 'loupe[onnx]'`.
 
 The exported graph is cached as `<model cache>/onnx/<image_tower_id>-image.onnx` (and `-text-<digest>.onnx` for a
 text tower), written to a temp file and renamed under an advisory lock, as the checkpoint code does. A text tower
@@ -14,10 +15,13 @@ swapped by a promotion is no longer the exported one: encoding falls back to tor
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import json
 import logging
 import os
 import tempfile
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -65,32 +69,95 @@ class _TextGraph(nn.Module):
 
 
 def use_runtime(bundle: ModelBundle, runtime: str, cache_dir: Path | None) -> str:
-    """Point `bundle.model`'s inference at `runtime` (resolved); returns the runtime in use.
+    """Point `bundle.model`'s inference at `runtime`; returns what each tower runs on, e.g. 'image onnxruntime,
+    text torch'.
 
-    Export failures are logged and leave the bundle on torch: a slower index beats no index.
+    `onnxruntime` uses it for both towers. `auto` exports, then times both runtimes on each tower once on this
+    machine and keeps the faster one that matches torch's vectors (cos ≥ 0.999), per tower: bench/runtime.py found
+    ONNX Runtime 4× faster on offline-lite's towers but slower than torch on ViT-B/16 here. The verdict is stored
+    next to the graphs, so later loads neither export nor time anything. Failures leave the tower on torch.
     """
     resolved = resolve_runtime(runtime, bundle.model.device)
     if resolved == "torch":
-        return resolved
+        return "torch"
     if cache_dir is None:
         cache_dir = Path(tempfile.mkdtemp(prefix="loupe-onnx-"))
+    model = bundle.model
     try:
-        model = bundle.model
-        image_path = _export(cache_dir / f"{model.image_tower_id}-image.onnx", model.image_tower,
-                             (torch.rand(1, 3, bundle.input_size, bundle.input_size),),
-                             ["pixels"], {"pixels": {0: "batch"}})
-        text = model.text_tower
-        tokens = text.tokenizer(["a photo", "two words here"])
-        text_path = _export(cache_dir / f"{model.image_tower_id}-text-{_digest(text)}.onnx", _TextGraph(text),
-                            (tokens["input_ids"], tokens["attention_mask"]), ["input_ids", "attention_mask"],
-                            {"input_ids": {0: "batch", 1: "length"}, "attention_mask": {0: "batch", 1: "length"}})
-        model.set_inference(image=_session(image_path, ["pixels"]),
-                            text=(_session(text_path, ["input_ids", "attention_mask"]), text))
+        image, text = _image_session(bundle, cache_dir), _text_session(bundle, cache_dir)
     except Exception as err:  # noqa: BLE001
         log.warning("ONNX Runtime unavailable for %s (%s); running torch", bundle.name, err)
         return "torch"
-    log.info("inference on ONNX Runtime (CPU, fp32), graphs in %s", cache_dir)
-    return resolved
+    if runtime == "auto":
+        verdict = _measured_verdict(bundle, cache_dir, image, text)
+        image = image if verdict["image"] == "onnxruntime" else None
+        text = text if verdict["text"] == "onnxruntime" else None
+    model.set_inference(image=image, text=(text, model.text_tower) if text is not None else None)
+    chosen = {"image": "onnxruntime" if image else "torch", "text": "onnxruntime" if text else "torch"}
+    log.info("inference: image tower on %s, text tower on %s (graphs in %s)", chosen["image"], chosen["text"],
+             cache_dir)
+    return chosen["image"] if chosen["image"] == chosen["text"] else f"image {chosen['image']}, text {chosen['text']}"
+
+
+def _image_session(bundle: ModelBundle, cache_dir: Path) -> Callable[..., torch.Tensor]:
+    model = bundle.model
+    path = _export(cache_dir / f"{model.image_tower_id}-image.onnx", model.image_tower,
+                   (torch.rand(1, 3, bundle.input_size, bundle.input_size),), ["pixels"], {"pixels": {0: "batch"}})
+    return _session(path, ["pixels"])
+
+
+def _text_session(bundle: ModelBundle, cache_dir: Path) -> Callable[..., torch.Tensor]:
+    text = bundle.model.text_tower
+    tokens = text.tokenizer(["a photo", "two words here"])
+    path = _export(cache_dir / f"{bundle.model.image_tower_id}-text-{_digest(text)}.onnx", _TextGraph(text),
+                   (tokens["input_ids"], tokens["attention_mask"]), ["input_ids", "attention_mask"],
+                   {"input_ids": {0: "batch", 1: "length"}, "attention_mask": {0: "batch", 1: "length"}})
+    return _session(path, ["input_ids", "attention_mask"])
+
+
+VERDICT_BATCH = 4  # images per timed batch; text is timed one query at a time, as searches arrive
+MIN_COS = 0.999
+
+
+def _measured_verdict(bundle: ModelBundle, cache_dir: Path, image, text) -> dict[str, str]:
+    """{'image': runtime, 'text': runtime}: the faster of torch and ONNX Runtime per tower, timed once, stored."""
+    model = bundle.model
+    record = cache_dir / f"{model.image_tower_id}-text-{_digest(model.text_tower)}-auto.json"
+    with contextlib.suppress(OSError, ValueError, KeyError):
+        stored = json.loads(record.read_text())
+        return {"image": stored["image"], "text": stored["text"]}
+    pixels = torch.rand(VERDICT_BATCH, 3, bundle.input_size, bundle.input_size)
+    queries = [model.text_tower.tokenizer([q]) for q in ("a dog on the beach", "sunset", "a red car in the street")]
+    with torch.inference_mode():
+        def text_torch():
+            return torch.cat([model.text_tower(q["input_ids"], q["attention_mask"]) for q in queries])
+
+        def text_onnx():
+            return torch.cat([text(q["input_ids"], q["attention_mask"]) for q in queries])
+
+        verdict = {"image": _faster(lambda: model.image_tower(pixels), lambda: image(pixels)),
+                   "text": _faster(text_torch, text_onnx)}
+    staging = record.with_name(f".{record.name}.{os.getpid()}.part")
+    staging.write_text(json.dumps(verdict))
+    os.replace(staging, record)
+    return verdict
+
+
+def _faster(torch_fn: Callable[[], torch.Tensor], onnx_fn: Callable[[], torch.Tensor]) -> str:
+    """'onnxruntime' when it matches torch (cos ≥ MIN_COS) and its best of 3 runs beats torch's, else 'torch'."""
+    reference, candidate = torch_fn().float(), onnx_fn().float()
+    cos = torch.nn.functional.cosine_similarity(reference, candidate, dim=-1).min()
+    if cos < MIN_COS:
+        return "torch"
+    times = {}
+    for name, fn in (("torch", torch_fn), ("onnxruntime", onnx_fn)):
+        runs = []
+        for _ in range(3):
+            start = time.perf_counter()
+            fn()
+            runs.append(time.perf_counter() - start)
+        times[name] = min(runs)
+    return min(times, key=times.get)
 
 
 def _digest(module: nn.Module) -> str:

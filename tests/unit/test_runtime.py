@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import json
 from pathlib import Path
 
 import pytest
@@ -71,3 +72,19 @@ def test_runtime_choices_are_checked() -> None:
         resolve_runtime("tensorrt", cpu)
     with pytest.raises(ValueError, match="CPU"):
         resolve_runtime("onnxruntime", torch.device("cuda"))
+
+
+@pytest.mark.slow
+def test_auto_times_each_tower_once_and_remembers(exported) -> None:
+    _, cache = exported  # graphs already exported: auto only times them
+    bundle = models.create("test-tiny", device="cpu")
+    chosen = use_runtime(bundle, "auto", cache)
+    [verdict] = cache.glob("*-auto.json")
+    recorded = json.loads(verdict.read_text())
+    assert set(recorded.values()) <= {"torch", "onnxruntime"}
+    expected = recorded["image"] if recorded["image"] == recorded["text"] else \
+        f"image {recorded['image']}, text {recorded['text']}"
+    assert chosen == expected
+    stamp = verdict.stat().st_mtime_ns
+    assert use_runtime(models.create("test-tiny", device="cpu"), "auto", cache) == expected
+    assert verdict.stat().st_mtime_ns == stamp
