@@ -3,8 +3,8 @@
     python bench/owner_memory.py [--n 40] [--model offline-lite] [--idle 60] [--dir bench/out/decode]
     (also the memory table of `bench/index.py --memory`)
 
-Runs `python -m indexer LIB --watch` in a child process twice, side by side: once with the defaults (the model is
-released when idle: `--image-idle 20 --text-idle 40`) and once keeping the model forever (huge timeouts), and
+Runs `python -m indexer LIB --watch` in a child process twice: once releasing the model when idle
+(`--image-idle 20 --text-idle 40`, so it is gone within the idle window) and once keeping it (huge timeouts), and
 samples the child's /proc status: VmHWM is the peak RSS while indexing, VmRSS the resident size after the scan and
 after `--idle` seconds without work. RssAnon is what the process itself allocated; the rest are file pages (shared
 libraries) the kernel can drop. Also printed: the floor, a bare interpreter that only imports torch, transformers
@@ -76,7 +76,8 @@ def memory_table(files: list[Path], model: str, idle_s: float, workdir: Path) ->
             link.symlink_to(f.resolve())
     rows = ["| owner | peak RSS while indexing (MB) | RSS after scan | RSS idle {:.0f} s | of which anon |".format(
         idle_s), "|---|---:|---:|---:|---:|"]
-    for label, extra in (("default (releases idle model)", []),
+    for label, extra in (("releases the idle model (--image-idle 20 --text-idle 40)",
+                          ["--image-idle", "20", "--text-idle", "40"]),
                          ("model kept loaded", ["--image-idle", KEEP_FOREVER, "--text-idle", KEEP_FOREVER])):
         home = workdir / f"home-{len(rows)}"
         m = run_owner(library, home, model, idle_s, extra)

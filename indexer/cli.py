@@ -46,9 +46,9 @@ def build_parser() -> argparse.ArgumentParser:
                              "identical vectors (pip install 'loupe[onnx]'; exports once into the model cache); "
                              "auto: times both on this machine once per tower and keeps the faster")
     parser.add_argument("--image-idle", type=float, metavar="SECONDS",
-                        help="with --watch: release the model after this long without new photos (default 20) ...")
+                        help="with --watch: release the model after this long without new photos (default 30) ...")
     parser.add_argument("--text-idle", type=float, metavar="SECONDS",
-                        help="... and without text queries (default 40); it loads again on the next one")
+                        help="... and without queries (default 600); it loads again on the next one")
     parser.add_argument("--port", type=int, default=0, help="local API port with --watch (default: a free one)")
     for name, help_text in (("--shard-number", "Qdrant server: shards per collection"),
                             ("--replication-factor", "Qdrant server: copies of each shard"),
