@@ -74,8 +74,8 @@ def memory_table(files: list[Path], model: str, idle_s: float, workdir: Path) ->
         link = library / f.name
         if not link.exists():
             link.symlink_to(f.resolve())
-    rows = ["| owner | peak RSS while indexing (MB) | RSS after scan | RSS idle {:.0f} s | of which anon |".format(
-        idle_s), "|---|---:|---:|---:|---:|"]
+    rows = [f"| owner | peak RSS while indexing (MB) | RSS after scan | RSS idle {idle_s:.0f} s | of which anon |",
+            "|---|---:|---:|---:|---:|"]
     for label, extra in (("releases the idle model (--image-idle 20 --text-idle 40)",
                           ["--image-idle", "20", "--text-idle", "40"]),
                          ("model kept loaded", ["--image-idle", KEEP_FOREVER, "--text-idle", KEEP_FOREVER])):

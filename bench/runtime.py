@@ -72,9 +72,9 @@ def torch_runtimes(bundle, which: list[str]) -> dict[str, tuple[Callable, Callab
             return run
         out["torch bf16 autocast"] = (bf16(image), bf16(text))
     if "int8" in which:
-        from torch.ao.quantization import quantize_dynamic
-
         import copy
+
+        from torch.ao.quantization import quantize_dynamic
 
         out["torch int8 dynamic (Linear)"] = (quantize_dynamic(copy.deepcopy(image), {nn.Linear}, dtype=torch.qint8),
                                               quantize_dynamic(copy.deepcopy(text), {nn.Linear}, dtype=torch.qint8))

@@ -1,10 +1,9 @@
-"""ONNX Runtime inference gives torch's vectors, caches its graphs once, and never serves a tower it was not built from."""
+"""ONNX Runtime gives torch's vectors, caches its graphs once, and never serves a tower it was not exported from."""
 
 from __future__ import annotations
 
 import copy
 import json
-from pathlib import Path
 
 import pytest
 import torch
