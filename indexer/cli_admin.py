@@ -83,6 +83,10 @@ def status(settings: IndexerSettings, as_json: bool, flags: list[str] = ()) -> i
     for failure in counts.get("failures", [])[:20]:
         print(f"  failed: {display(failure['path'])}: {failure['reason']}")
     print(f"folders     {', '.join(display(r) for r in report.get('indexed_roots') or []) or '—'}")
+    for slot in report.get("models_loaded") or []:
+        state = "loaded" if slot.get("loaded") else "not loaded (loads on the next photo or query)"
+        print(f"in memory   {slot.get('name')}: {state}; idle {slot.get('image_idle_s')} s (images), "
+              f"{slot.get('text_idle_s')} s (text)")
     if report.get("watching"):
         print(f"watching    {', '.join(display(r) for r in report.get('roots', []))}")
     return 0

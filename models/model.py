@@ -46,6 +46,8 @@ class LitModel(nn.Module):
         self.text_tower = text_tower
         self.logit_scale = nn.Parameter(torch.tensor(float(init_logit_scale)))
         self._image_tower_id: str | None = None
+        self._image_runtime = None  # inference outside torch (models.runtime): pixels -> features
+        self._text_runtime = None  # (ids, mask -> features, the text tower it was exported from)
         self.lock_image_tower()
         self.eval()  # towers built from a config start in train mode (dropout on); inference is the default
 
@@ -82,9 +84,15 @@ class LitModel(nn.Module):
             raise AssertionError(f"image tower is not locked (trainable: {trainable[:3]}, training mode: "
                                  f"{self.image_tower.training})")
 
+    def set_inference(self, image=None, text=None) -> None:
+        """Encode with another runtime (models.runtime): `image(pixels)`, `text = (fn(ids, mask), tower)`."""
+        self._image_runtime, self._text_runtime = image, text
+
     @torch.inference_mode()
     def encode_images(self, pixels: torch.Tensor) -> torch.Tensor:  # (N, 3, H, W) -> (N, D) unit, fp32
         self.assert_locked()
+        if self._image_runtime is not None:
+            return l2_normalize(self._image_runtime(pixels).float())
         with autocast(self.device):
             features = self.image_tower(pixels.to(self.device, non_blocking=True))
         return l2_normalize(features)
@@ -101,6 +109,9 @@ class LitModel(nn.Module):
     def encode_texts(self, texts: list[str]) -> torch.Tensor:  # list of N strings -> (N, D) unit, fp32
         if not texts:
             return torch.empty(0, self.dim)
+        if self._text_runtime is not None and self._text_runtime[1] is self.text_tower:  # not after a promotion
+            tokens = self.text_tower.tokenizer(list(texts))
+            return l2_normalize(self._text_runtime[0](tokens["input_ids"], tokens["attention_mask"]).float())
         return self.text_features(texts)
 
     def contrastive_logits(self, image_vectors: torch.Tensor, text_vectors: torch.Tensor) -> torch.Tensor:

@@ -24,12 +24,11 @@ from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from tqdm import tqdm
 
-from indexer.scan.sync import PayloadSync
-from indexer.stores.catalog import Catalog
 from indexer.stores.vectors import VectorFilter
 from models.tagging import (
     CALIBRATION_META_KEY,
@@ -42,6 +41,9 @@ from models.tagging import (
 )
 from search.backend import Backend
 from search.options import OWNER_IGNORES, add_index_options, ignored_by_owner, index_location
+
+if TYPE_CHECKING:  # the catalog pulls in SQLAlchemy (~0.7 s): imported when a run needs it, not for --help
+    from indexer.stores.catalog import Catalog
 
 TAG_SOURCE = "zero-shot"
 BATCH = 512  # vectors classified (and written) at a time
@@ -109,6 +111,8 @@ class FolderTagger:
 
     def write(self, photos: list[PhotoTags]) -> None:
         """Replace these photos' zero-shot tags (catalog, then payloads) and keep the calibration for arrivals."""
+        from indexer.scan.sync import PayloadSync
+
         sync = PayloadSync(self.catalog, self.backend.store)
         for start in range(0, len(photos), BATCH):
             chunk = photos[start:start + BATCH]
@@ -273,6 +277,8 @@ def main(argv: list[str] | None = None) -> int:
     warning = ignored_by_owner(args, backend, [f for f in OWNER_IGNORES if f[0] != "--db-url"])  # tags: own catalog
     if warning:
         print(warning, file=sys.stderr)
+    from indexer.stores.catalog import Catalog
+
     catalog = getattr(backend, "catalog", None)
     own_catalog = catalog is None
     try:

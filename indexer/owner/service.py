@@ -16,6 +16,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from indexer.owner.memory import release_freed_memory
 from indexer.owner.modelslot import ModelSlot, complete_collection, resolve_model, target_collection
 from indexer.scan.check import Findings, IndexCheck
 from indexer.scan.decode import IMAGE_EXTENSIONS
@@ -105,7 +106,7 @@ class IndexerService:
         if active is None or active.model == self.model_name:
             return self.slot
         if self._serving is None or self._serving.name != active.model:
-            self._serving = ModelSlot(active.model, self.settings.device, self.settings.home)
+            self._serving = ModelSlot(active.model, self.settings.device, self.settings.home, self.settings.runtime)
         return self._serving
 
     def add_roots(self, roots: tuple[Path, ...]) -> None:
@@ -260,6 +261,25 @@ class IndexerService:
             self._watcher = None
             observer.stop()
             observer.join(timeout=2)
+
+    def release_idle_models(self) -> bool:
+        """Between batches: drop models idle past their timeouts and return the memory (a lean `--watch` owner)."""
+        if not self.work_lock.acquire(blocking=False):
+            return False
+        try:
+            slots = [s for s in (self.slot, self._serving) if s is not None]
+            released = [s.release_if_idle(self.settings.image_idle_s, self.settings.text_idle_s) for s in slots]
+            if self._tagger is not None and not self.slot.loaded:
+                self._tagger = self._tagger_text = None  # it holds the text tower
+            if any(released):
+                release_freed_memory()
+            return any(released)
+        finally:
+            self.work_lock.release()
+
+    def model_state(self) -> list[dict]:
+        """For `status`: each model slot, loaded or not, and how long it has been idle."""
+        return [s.describe() for s in (self.slot, self._serving) if s is not None]
 
     def close(self) -> None:
         if self._watcher is not None:  # started before a scan that then failed

@@ -28,6 +28,7 @@ def status_report(
     *,
     roots: Sequence[Path] | None = None,
     watching: bool = False,
+    models: list[dict] | None = None,
 ) -> dict[str, Any]:
     """Files per status (with failure reasons), model, collections, stores, data home and text tower in use.
 
@@ -56,6 +57,7 @@ def status_report(
         "roots": [to_text(str(root)) for root in (settings.roots if roots is None else roots)],
         "indexed_roots": [to_text(r) for r in indexed_roots(catalog)],  # every folder ever added (and not forgotten)
         "watching": watching,
+        "models_loaded": models,  # a running owner's model slots (None when no owner answers)
     }
 
 

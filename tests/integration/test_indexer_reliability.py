@@ -395,6 +395,9 @@ def test_only_a_store_that_keeps_failing_ends_the_watch_loop():
         def __init__(self, error):
             self.stop, self.error, self.calls = threading.Event(), error, 0
 
+        def release_idle_models(self):  # the loop offers idle models back between batches
+            return False
+
         def handle(self, files, folders):
             self.calls += 1
             if self.calls >= 4 and not isinstance(self.error, VectorStoreError):
