@@ -26,7 +26,10 @@ _BUILTIN: tuple[tuple[str, str, str, str], ...] = (  # name, module, factory, de
     ('lit-l16l', 'models.lit_presets', 'lit_l16l',
      'LiT ViT-L/16 + BERT-large (75.7% ImageNet 0-shot; ~1.3 GB, slow on CPU); downloads once'),
     ('offline-lite', 'models.offline_lite', 'offline_lite',
-     'EfficientNet-Lite0 (ImageNet) + MiniLM-L6 from PyPI packages; works with no network'),
+     'EfficientNet-Lite0 (ImageNet classes + features) + MiniLM-L6 with a WordNet concept head, from PyPI '
+     'packages; works with no network (image space 2)'),
+    ('offline-lite-v1', 'models.offline_lite', 'offline_lite_v1',
+     'first offline-lite (1000-class image space); kept so indexes built with it serve until rebuilt'),
     ('test-tiny', 'models.presets', 'test_tiny',
      'random tiny towers (32-d) for tests; deterministic, no files'),
 )
@@ -78,6 +81,17 @@ def load(directory: str | Path, device: str | None = None, **_ignored) -> ModelB
     from models.saved import load_saved
 
     return load_saved(directory, create=create, device=device)
+
+
+def retired_variant(name: str, image_tower_id: str, dim: int) -> str | None:
+    """When preset `name` now builds another image space than the collection (`image_tower_id`, `dim`) it made
+    before, the preset that still builds that older space (so the old collection can serve while a new one is
+    built); None when the collection is `name`'s current space or unknown. Costs no model load."""
+    if name == "offline-lite":
+        from models.offline_lite import retired_variant as offline_lite_retired
+
+        return offline_lite_retired(image_tower_id, dim)
+    return None
 
 
 def accepts_option(name: str, option: str) -> bool:

@@ -108,10 +108,14 @@ def _promote(services, collection, rows, chosen) -> None:
 
     active = next((r for r in rows if r.active), rows[0])
     st.markdown(f"Search uses **{active.name}** now.")
+    info = next((v for v in versions.list_versions(services.home) if v.name == chosen.name), None)
+    problems = info.promote_problems() if info is not None else []
+    if problems and not chosen.active:
+        st.warning(f"**{chosen.name}** may not help search: " + "; ".join(problems) + ".")
     left, right = st.columns(2)
-    if left.button(f"Promote {chosen.name}", key="promote", type="primary",
+    if left.button(f"Promote {chosen.name}" + (" anyway" if problems else ""), key="promote", type="primary",
                    disabled=chosen.name == BASE or chosen.active):
-        versions.promote(services.home, chosen.name)
+        versions.promote(services.home, chosen.name, force=True)  # the warning above was shown
         st.toast(f"Search now uses {chosen.name}")
         st.rerun()
     if right.button("Roll back", key="rollback", disabled=active.name == BASE,
