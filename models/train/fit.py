@@ -2,7 +2,8 @@
 
 Validation Recall@K is measured before the first epoch (the base model) and after each one; the best epoch by
 text→image recall (then by held-out loss; `metrics.score`) is what gets saved, so an epoch that overfits a small
-personal data set is never the result. Epoch 0 competes too: if tuning never beats the base, the result says so (`improved: false`).
+personal data set is never the result. Epoch 0 competes too: if tuning never beats the base, the result says so
+(`improved: false`).
 """
 
 from __future__ import annotations
