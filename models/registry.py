@@ -77,10 +77,23 @@ def create(name: str, device: str | None = None, **options) -> ModelBundle:
 
 
 def load(directory: str | Path, device: str | None = None, **_ignored) -> ModelBundle:
-    """A saved model directory: rebuild its base preset through `create`, then apply the saved tensors."""
-    from models.saved import load_saved
+    """A saved model directory: rebuild its base preset through `create`, then apply the saved tensors.
 
-    return load_saved(directory, create=create, device=device)
+    A version tuned on a preset's earlier image space (a text tower tuned on the first offline-lite) is rebuilt on
+    the preset that still makes that space (`retired_variant`), so it keeps serving its old collection.
+    """
+    from models.saved import load_saved, read_config
+
+    config = read_config(directory)
+    preset = config.get("base", {}).get("preset", "")
+    legacy = retired_variant(preset, config.get("image_tower_id", ""), config.get("dim", 0))
+    if legacy is None:
+        return load_saved(directory, create=create, device=device)
+
+    def create_legacy(name: str, **options) -> ModelBundle:
+        return create(legacy if name == preset else name, **options)
+
+    return load_saved(directory, create=create_legacy, device=device)
 
 
 def retired_variant(name: str, image_tower_id: str, dim: int) -> str | None:

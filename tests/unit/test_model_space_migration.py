@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
+import pytest
+
 from indexer.owner.modelslot import complete_collection, retire_old_spaces, target_collection
 from indexer.stores.catalog import Catalog
 from models.registry import list_presets, retired_variant
@@ -41,3 +43,27 @@ def test_old_offline_lite_collection_serves_while_the_new_space_is_built(tmp_pat
         assert catalog.active_collection().name == info.name
         assert catalog.get_collection(old.name).status == "retired"
         assert retire_old_spaces(catalog, "offline-lite") == []  # idempotent: nothing left to hand over
+
+
+def test_a_version_tuned_on_the_old_space_is_rebuilt_on_the_preset_that_still_makes_it(tmp_path, monkeypatch):
+    """A promoted v1 text tower must keep serving the v1 collection during the migration."""
+    import json
+
+    import models.registry as registry
+
+    built = []
+
+    class Stop(Exception):
+        """Raised by the fake create: what was asked for is all this test checks (no weights loaded)."""
+
+    def fake_create(name, **options):
+        built.append((name, options))
+        raise Stop
+
+    monkeypatch.setattr(registry, "create", fake_create)
+    (tmp_path / "config.json").write_text(json.dumps({
+        "format": "loupe-model", "format_version": 1, "image_tower_id": OLD_ID, "dim": 1000,
+        "base": {"preset": "offline-lite", "options": {"image_temperature": 2.0}}}))
+    with pytest.raises(Stop):
+        registry.load(tmp_path)
+    assert built == [("offline-lite-v1", {"device": "cpu", "image_temperature": 2.0})]
