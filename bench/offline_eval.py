@@ -1,20 +1,24 @@
-"""Text→image recall of `offline-lite` variants on real captioned photos, side by side.
+"""offline-lite on real photos, dev and held-out side by side: text→image, image→text and broad-query recall.
 
-    python bench/offline_eval.py CAPTIONS.tsv [--image-temperatures 1 2] [--weights NAME=FILE ...]
+    python bench/offline_eval.py [--photoset DIR] [--model NAME=PRESET_OR_DIR ...] [--no-v1]
 
-CAPTIONS.tsv: `path<TAB>caption` per line (paths relative to the file's folder, or absolute). Each caption's target
-is its own photo; photos that share the exact same caption are not counted against each other. Prints a markdown
-table of T→I R@1/5/10 for:
+Data: the shared real-photo set (`bench.data.photoset`: camera-style names, a fixed-seed dev/held-out split, a
+category per photo), materialised into DIR (default `$LOUPE_PHOTOSET_DIR` or ~/.cache/loupe/photoset; written on
+first use). Nothing is fitted here; whatever a row's model fitted (offline-lite's head, its constants) was chosen on
+dev or on data without photos, so the held-out column is the one to quote. Debian's `tuxpaint-stamps-*` are never
+used.
 
-- `names → class prob`: the zero-training baseline (query → nearest ImageNet class name by MiniLM cosine → rank
-  photos by that class's probability);
-- `hellinger wordnet`: query → softmax over cosines with the WordNet descriptions (T 0.03) → Bhattacharyya
-  coefficient with each photo's class distribution (what the description-initialised head computes);
-- `untuned head`: `models.create('offline-lite', tuned=False)` (random text head);
-- `shipped`: `models.create('offline-lite')` with models/weights/offline_lite_text.safetensors;
-- each `--weights NAME=FILE`: the preset with those text tensors loaded instead.
+Rows:
+- `class names → class prob`: the zero-training baseline of shared/docs/environment.md (query → nearest ImageNet
+  class name by MiniLM cosine → photos ranked by that class's probability, EfficientNet-Lite0 at T=2);
+- `offline-lite-v1`: the first generation (1000-class image space, shipped head);
+- `offline-lite`: image space 2 (classes + features, WordNet concept head, shipped head);
+- each `--model NAME=X`: any preset or saved model directory (e.g. a tuned version, or the recipe's `init`).
 
-Every model row runs the real inference path (`encode_images` / `encode_texts`) once per image temperature.
+Columns per split: T→I R@1/5/10 (a caption's own photo among the top K; photos sharing the exact caption do not
+count against each other), I→T R@5 (a photo's own caption among the top 5 of the split's distinct captions), and
+broad-query R-precision: for each category with ≥ 4 photos in the split, the query "a <category>" (or the
+category's own phrase), the share of that category's photos among the top |category| results, averaged.
 """
 
 from __future__ import annotations
@@ -30,22 +34,29 @@ from PIL import Image
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import models  # noqa: E402
-from models.offline_lite import SHIPPED_TEXT_WEIGHTS  # noqa: E402
-from models.recipes.imagenet_text import class_descriptions, synonyms  # noqa: E402
-from models.recipes.offline_lite import pooled_features  # noqa: E402
-from models.saved import load_partial_state  # noqa: E402
+
+SPLITS = ("dev", "heldout")
+MIN_CATEGORY = 4
+# The phrase a user would type for a category (default: "a <category>").
+QUERY_FOR = {"renewable energy": "renewable energy", "space": "outer space", "body part": "a body part",
+             "underwater": "underwater", "people": "people", "landscape": "a landscape", "food": "food",
+             "kitchenware": "kitchenware", "school supplies": "school supplies", "texture": "a texture"}
 
 
-def read_captions(path: Path) -> tuple[list[Path], list[str]]:
-    paths, captions = [], []
-    for line in path.read_text().splitlines():
-        if not line.strip():
-            continue
-        image, caption = line.split("\t", 1)
-        image_path = Path(image) if Path(image).is_absolute() else path.parent / image
-        paths.append(image_path)
-        captions.append(caption.strip())
-    return paths, captions
+def read_split(folder: Path, split: str) -> tuple[list[Path], list[str], list[str]]:
+    """(paths, captions, categories) of one split of a materialised photoset."""
+    categories = {}
+    for line in (folder / "captions.tsv").read_text(encoding="utf-8").splitlines()[1:]:
+        path, _caption, category = line.split("\t")[:3]
+        categories[path] = category
+    paths, captions, cats = [], [], []
+    for line in (folder / f"{split}.tsv").read_text(encoding="utf-8").splitlines():
+        if line.strip():
+            path, caption = line.split("\t", 1)
+            paths.append(folder / path)
+            captions.append(caption.strip())
+            cats.append(categories.get(path, ""))
+    return paths, captions, cats
 
 
 def load_rgb(path: Path) -> Image.Image:
@@ -58,7 +69,8 @@ def load_rgb(path: Path) -> Image.Image:
     return image.convert("RGB")
 
 
-def recall(scores: np.ndarray, captions: list[str], ks=(1, 5, 10)) -> dict[int, float]:
+def t2i_recall(scores: np.ndarray, captions: list[str], ks=(1, 5, 10)) -> dict[int, float]:
+    """scores (N captions, N photos): caption i's photo is photo i."""
     n = len(scores)
     own = scores[np.arange(n), np.arange(n)][:, None]
     beats = (scores > own) | ((scores == own) & ~np.eye(n, dtype=bool))
@@ -67,66 +79,134 @@ def recall(scores: np.ndarray, captions: list[str], ks=(1, 5, 10)) -> dict[int, 
     return {k: float((rank < k).mean() * 100) for k in ks}
 
 
+def i2t_recall(text_vectors: np.ndarray, image_vectors: np.ndarray, captions: list[str], k: int = 5) -> float:
+    """Each photo ranks the split's distinct captions; a hit when its own caption is among the top k."""
+    distinct = list(dict.fromkeys(captions))
+    index = {c: i for i, c in enumerate(distinct)}
+    first = [captions.index(c) for c in distinct]
+    scores = image_vectors @ text_vectors[first].T  # (photos, distinct captions)
+    own = scores[np.arange(len(captions)), [index[c] for c in captions]][:, None]
+    rank = (scores > own).sum(1)
+    return float((rank < k).mean() * 100)
+
+
+def broad_precision(scores: np.ndarray, categories: list[str], queries: list[str]) -> dict[str, float]:
+    """R-precision per category query (scores: (queries, photos))."""
+    out = {}
+    for query, row in zip(queries, scores, strict=True):
+        category = query_category[query]
+        members = {i for i, c in enumerate(categories) if c == category}
+        top = np.argsort(-row, kind="stable")[:len(members)]
+        out[category] = 100 * len(members & set(top.tolist())) / len(members)
+    return out
+
+
+query_category: dict[str, str] = {}
+
+
+def category_queries(categories: list[str]) -> list[str]:
+    counts = {c: categories.count(c) for c in set(categories) if c}
+    queries = []
+    for category in sorted(c for c, n in counts.items() if n >= MIN_CATEGORY):
+        query = QUERY_FOR.get(category, f"a {category}")
+        query_category[query] = category
+        queries.append(query)
+    return queries
+
+
 @torch.inference_mode()
-def encode_images(bundle, paths: list[Path], batch: int = 32) -> torch.Tensor:
+def encode_images(bundle, paths: list[Path], batch: int = 32) -> np.ndarray:
     out = []
     for i in range(0, len(paths), batch):
         pixels = torch.stack([bundle.preprocess(load_rgb(p)) for p in paths[i:i + batch]])
         out.append(bundle.model.encode_images(pixels).cpu())
-    return torch.cat(out)
+    return torch.cat(out).numpy()
 
 
-def zero_training_rows(model, image_vectors: torch.Tensor, captions: list[str]) -> dict[str, np.ndarray]:
-    """Scores of the two training-free baselines; image class probabilities are the squared image vectors."""
-    probs = (image_vectors.double() ** 2).numpy()
-    queries = pooled_features(model, captions).numpy()
-    descriptions = class_descriptions()
-    names = pooled_features(model, [synonyms(d)[0] for d in descriptions]).numpy()
-    best_class = (queries @ names.T).argmax(1)
-    wordnet = pooled_features(model, descriptions).numpy()
-    logits = queries @ wordnet.T / 0.03
-    q = np.exp(logits - logits.max(1, keepdims=True))
-    q /= q.sum(1, keepdims=True)
-    return {"names → class prob": probs[:, best_class].T, "hellinger wordnet": np.sqrt(q) @ np.sqrt(probs).T}
+@torch.inference_mode()
+def encode_texts(bundle, texts: list[str], batch: int = 256) -> np.ndarray:
+    return torch.cat([bundle.model.encode_texts(texts[i:i + batch]).cpu() for i in range(0, len(texts), batch)]).numpy()
+
+
+def class_name_scores(v1_bundle, image_vectors: np.ndarray, texts: list[str]) -> np.ndarray:
+    """The zero-training baseline on generation 1's vectors (whose squares are class probabilities)."""
+    from models.recipes.imagenet_text import class_descriptions, synonyms
+    from models.recipes.offline_lite import pooled_features
+
+    probs = image_vectors.astype(np.float64) ** 2
+    queries = pooled_features(v1_bundle.model, texts).numpy()
+    names = pooled_features(v1_bundle.model, [synonyms(d)[0] for d in class_descriptions()]).numpy()
+    return probs[:, (queries @ names.T).argmax(1)].T
+
+
+def evaluate(scores_t2i, text_vectors, image_vectors, captions, categories, broad_scores) -> dict:
+    r = t2i_recall(scores_t2i, captions)
+    row = {"R@1": r[1], "R@5": r[5], "R@10": r[10], "broad": broad_scores}
+    row["I→T R@5"] = i2t_recall(text_vectors, image_vectors, captions) if text_vectors is not None else None
+    return row
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("captions", type=Path)
-    parser.add_argument("--image-temperatures", type=float, nargs="+", default=[1.0, 2.0])
-    parser.add_argument("--weights", nargs="*", default=[], metavar="NAME=FILE",
-                        help="extra text-weight files to compare (safetensors with text_tower.* keys)")
+    parser.add_argument("--photoset", type=Path, help="materialised photoset folder (default: bench.data.photoset's)")
+    parser.add_argument("--model", nargs="*", default=[], metavar="NAME=MODEL",
+                        help="more rows: a preset or a saved model directory")
+    parser.add_argument("--no-v1", action="store_true", help="skip the generation-1 row (and the baseline)")
+    parser.add_argument("--no-shipped", action="store_true", help="skip the shipped `offline-lite` row")
+    parser.add_argument("--per-category", action="store_true", help="also print broad-query R-precision per category")
     args = parser.parse_args(argv)
-    from safetensors.torch import load_file
+    from bench.data import photoset
 
+    folder = args.photoset or photoset.default_dir()
+    if not (folder / "heldout.tsv").is_file():
+        photoset.materialize(folder)
     torch.manual_seed(0)
-    paths, captions = read_captions(args.captions)
-    variants: list[tuple[str, dict | None]] = [("untuned head", None)]
-    if SHIPPED_TEXT_WEIGHTS.is_file():
-        variants.append(("shipped", load_file(str(SHIPPED_TEXT_WEIGHTS))))
-    for spec in args.weights:
-        name, _, file = spec.partition("=")
-        variants.append((name, load_file(file)))
-    table: dict[str, dict[float, dict[int, float]]] = {}
-    for temperature in args.image_temperatures:
-        bundle = models.create("offline-lite", tuned=False, image_temperature=temperature)
-        model = bundle.model.eval()
-        image_vectors = encode_images(bundle, paths)
-        for name, scores in zero_training_rows(model, image_vectors, captions).items():
-            table.setdefault(name, {})[temperature] = recall(scores, captions)
-        random_head = {k: v.clone() for k, v in model.state_dict().items() if k.startswith("text_tower.head.")}
-        for name, tensors in variants:
-            load_partial_state(model, tensors if tensors is not None else random_head)
-            text_vectors = model.encode_texts(captions)
-            table.setdefault(name, {})[temperature] = recall((text_vectors @ image_vectors.T).numpy(), captions)
-        print(f"image temperature {temperature:g}: image tower {model.image_tower_id}", file=sys.stderr)
-    temps = args.image_temperatures
-    print(f"{len(captions)} captioned photos from {args.captions} (T→I R@1 / R@5 / R@10, %)\n")
-    print("| variant | " + " | ".join(f"T_img={t:g}" for t in temps) + " |")
-    print("|---|" + "---|" * len(temps))
-    for name, by_temp in table.items():
-        cells = [" / ".join(f"{by_temp[t][k]:.1f}" for k in (1, 5, 10)) for t in temps]
+    rows: list[tuple[str, str]] = ([] if args.no_v1 else [("offline-lite-v1", "offline-lite-v1")])
+    rows += [] if args.no_shipped else [("offline-lite", "offline-lite")]
+    rows += [tuple(spec.split("=", 1)) for spec in args.model]
+    data = {s: read_split(folder, s) for s in SPLITS}
+    table: dict[str, dict[str, dict]] = {}
+    image_cache: dict[str, dict[str, np.ndarray]] = {}
+    for name, model in rows:
+        bundle = models.create(model, device="cpu")
+        bundle.model.eval()
+        for split, (paths, captions, categories) in data.items():
+            queries = category_queries(categories)
+            tower = bundle.image_tower_id
+            if split not in image_cache.setdefault(tower, {}):
+                image_cache[tower][split] = encode_images(bundle, paths)
+            images = image_cache[tower][split]
+            texts = encode_texts(bundle, captions)
+            broad = broad_precision(encode_texts(bundle, queries) @ images.T, categories, queries)
+            table.setdefault(name, {})[split] = evaluate(texts @ images.T, texts, images, captions, categories, broad)
+            if name == "offline-lite-v1":
+                baseline_t2i = class_name_scores(bundle, images, captions)
+                baseline_broad = broad_precision(class_name_scores(bundle, images, queries), categories, queries)
+                table.setdefault("class names → class prob", {})[split] = evaluate(
+                    baseline_t2i, None, images, captions, categories, baseline_broad)
+        print(f"{name}: {model} (image tower {bundle.image_tower_id}, {bundle.dim}-d)", file=sys.stderr)
+    order = ["class names → class prob"] + [n for n, _ in rows]
+    sizes = ", ".join(f"{s} {len(d[0])} photos" for s, d in data.items())
+    print(f"offline-lite on the real-photo set ({sizes}; {folder}). T→I R@1 / R@5 / R@10, I→T R@5, broad-query "
+          f"R-precision (mean over categories with ≥ {MIN_CATEGORY} photos), %\n")
+    print("| model | " + " | ".join(f"{s}: T→I R@1/5/10 | {s}: I→T R@5 | {s}: broad" for s in SPLITS) + " |")
+    print("|---|" + "---|---|---|" * len(SPLITS))
+    for name in order:
+        if name not in table:
+            continue
+        cells = []
+        for split in SPLITS:
+            row = table[name][split]
+            cells.append(f"{row['R@1']:.1f} / {row['R@5']:.1f} / {row['R@10']:.1f}")
+            cells.append("-" if row["I→T R@5"] is None else f"{row['I→T R@5']:.1f}")
+            cells.append(f"{np.mean(list(row['broad'].values())):.1f}")
         print(f"| {name} | " + " | ".join(cells) + " |")
+    if args.per_category:
+        for split in SPLITS:
+            print(f"\nbroad queries, {split} (R-precision %):")
+            for name in order:
+                if name in table:
+                    print(f"  {name}: " + ", ".join(f"{c} {v:.0f}" for c, v in table[name][split]["broad"].items()))
 
 
 if __name__ == "__main__":

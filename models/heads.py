@@ -35,6 +35,63 @@ class SqrtSoftmax(nn.Module):
         return probs.clamp_min(0).sqrt()
 
 
+class ClassesAndFeatures(nn.Module):
+    """Image side of offline-lite 2: [a·sqrt(softmax(classifier(f) / T)), b·unit(f - center)], with a² + b² = 1.
+
+    The class part keeps zero-shot search (Hellinger matching of class distributions); the feature part carries what
+    the classifier throws away (colour, layout, scene, things outside the 1000 classes), which is what a tuned text
+    head can learn to read. `center` (a buffer) removes the features' common direction: pooled post-activation
+    features are all positive, so uncentred they make every two photos look alike.
+    """
+
+    def __init__(self, features: int, classes: int, temperature: float, class_weight: float):
+        super().__init__()
+        self.classifier = nn.Linear(features, classes)
+        self.register_buffer("center", torch.zeros(features))
+        self.temperature = temperature
+        self.class_weight = class_weight
+        self.feature_weight = math.sqrt(1.0 - class_weight ** 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.float()
+        probs = torch.softmax(self.classifier(x) / self.temperature, dim=-1).clamp_min(0).sqrt()
+        features = F.normalize(x - self.center, dim=-1)
+        return torch.cat([self.class_weight * probs, self.feature_weight * features], dim=-1)
+
+
+class ConceptSpace(nn.Module):
+    """Text side of offline-lite 2: text → distribution over WordNet concepts → the image side's two parts.
+
+    `concept` scores a unit text vector against K concepts (the 1000 ImageNet classes, their WordNet hypernyms such
+    as "animal" or "vehicle", and hyponyms such as "puppy"); softmax(· / T) is the query's concept distribution q.
+    `mix` (K × classes, a non-persistent buffer the preset fills from the shipped hierarchy) spreads each concept
+    over the classes under it, so "an animal" puts mass on every animal class. The class part is sqrt(q·mix); the
+    feature part is unit(q·mix·proto + direct(t)), where `proto` (classes × features, a buffer from the locked
+    classifier) holds each class's feature direction and `direct` (zero at first) is what tuning can use to reach
+    feature directions no class names.
+    """
+
+    def __init__(self, dim_in: int, concepts: int, classes: int, features: int, temperature: float,
+                 class_weight: float, learnable: bool = True):
+        super().__init__()
+        self.concept = nn.Linear(dim_in, concepts)
+        self.log_temperature = nn.Parameter(torch.tensor(math.log(temperature)), requires_grad=learnable)
+        self.direct = nn.Linear(dim_in, features, bias=False)
+        nn.init.zeros_(self.direct.weight)
+        self.register_buffer("mix", torch.eye(concepts, classes), persistent=False)
+        self.register_buffer("proto", torch.zeros(classes, features), persistent=False)
+        self.class_weight = class_weight
+        self.feature_weight = math.sqrt(1.0 - class_weight ** 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        t = F.normalize(x.float(), dim=-1)
+        q = torch.softmax(self.concept(t) / self.log_temperature.exp(), dim=-1)
+        p = (q @ self.mix).clamp_min(0)
+        p = p / p.sum(-1, keepdim=True).clamp_min(1e-12)
+        features = F.normalize(p @ self.proto + self.direct(t), dim=-1)
+        return torch.cat([self.class_weight * p.sqrt(), self.feature_weight * features], dim=-1)
+
+
 def _build_layer(spec: dict) -> nn.Module:
     kind = spec["type"]
     if kind == "linear":
@@ -43,7 +100,13 @@ def _build_layer(spec: dict) -> nn.Module:
         return L2Norm()
     if kind == "sqrt_softmax":
         return SqrtSoftmax(spec.get("temperature", 1.0), spec.get("learnable", False))
-    raise ValueError(f"unknown head layer type {kind!r} (known: linear, l2norm, sqrt_softmax)")
+    if kind == "classes_and_features":
+        return ClassesAndFeatures(spec["in"], spec["classes"], spec.get("temperature", 1.0), spec["class_weight"])
+    if kind == "concept_space":
+        return ConceptSpace(spec["in"], spec["concepts"], spec["classes"], spec["features"],
+                            spec.get("temperature", 0.03), spec["class_weight"], spec.get("learnable", True))
+    raise ValueError(f"unknown head layer type {kind!r} (known: linear, l2norm, sqrt_softmax, classes_and_features, "
+                     "concept_space)")
 
 
 def build_head(layers: list[dict] | None) -> nn.Module | None:
@@ -59,4 +122,6 @@ def head_output_dim(layers: list[dict] | None, input_dim: int) -> int:
     for layer in layers or []:
         if layer["type"] == "linear":
             dim = layer["out"]
+        elif layer["type"] in ("classes_and_features", "concept_space"):
+            dim = layer["classes"] + (layer["features"] if "features" in layer else layer["in"])
     return dim

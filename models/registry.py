@@ -26,7 +26,10 @@ _BUILTIN: tuple[tuple[str, str, str, str], ...] = (  # name, module, factory, de
     ('lit-l16l', 'models.lit_presets', 'lit_l16l',
      'LiT ViT-L/16 + BERT-large (75.7% ImageNet 0-shot; ~1.3 GB, slow on CPU); downloads once'),
     ('offline-lite', 'models.offline_lite', 'offline_lite',
-     'EfficientNet-Lite0 (ImageNet) + MiniLM-L6 from PyPI packages; works with no network'),
+     'EfficientNet-Lite0 (ImageNet classes + features) + MiniLM-L6 with a WordNet concept head, from PyPI '
+     'packages; works with no network (image space 2)'),
+    ('offline-lite-v1', 'models.offline_lite', 'offline_lite_v1',
+     'first offline-lite (1000-class image space); kept so indexes built with it serve until rebuilt'),
     ('test-tiny', 'models.presets', 'test_tiny',
      'random tiny towers (32-d) for tests; deterministic, no files'),
 )
@@ -74,10 +77,34 @@ def create(name: str, device: str | None = None, **options) -> ModelBundle:
 
 
 def load(directory: str | Path, device: str | None = None, **_ignored) -> ModelBundle:
-    """A saved model directory: rebuild its base preset through `create`, then apply the saved tensors."""
-    from models.saved import load_saved
+    """A saved model directory: rebuild its base preset through `create`, then apply the saved tensors.
 
-    return load_saved(directory, create=create, device=device)
+    A version tuned on a preset's earlier image space (a text tower tuned on the first offline-lite) is rebuilt on
+    the preset that still makes that space (`retired_variant`), so it keeps serving its old collection.
+    """
+    from models.saved import load_saved, read_config
+
+    config = read_config(directory)
+    preset = config.get("base", {}).get("preset", "")
+    legacy = retired_variant(preset, config.get("image_tower_id", ""), config.get("dim", 0))
+    if legacy is None:
+        return load_saved(directory, create=create, device=device)
+
+    def create_legacy(name: str, **options) -> ModelBundle:
+        return create(legacy if name == preset else name, **options)
+
+    return load_saved(directory, create=create_legacy, device=device)
+
+
+def retired_variant(name: str, image_tower_id: str, dim: int) -> str | None:
+    """When preset `name` now builds another image space than the collection (`image_tower_id`, `dim`) it made
+    before, the preset that still builds that older space (so the old collection can serve while a new one is
+    built); None when the collection is `name`'s current space or unknown. Costs no model load."""
+    if name == "offline-lite":
+        from models.offline_lite import retired_variant as offline_lite_retired
+
+        return offline_lite_retired(image_tower_id, dim)
+    return None
 
 
 def accepts_option(name: str, option: str) -> bool:

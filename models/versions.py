@@ -27,6 +27,11 @@ from models.saved import read_config
 log = logging.getLogger(__name__)
 ACTIVE_FILE = "active.json"
 ACTIVE_FORMAT = "loupe-active-text-towers"
+MIN_PROMOTE_PAIRS = 100  # below this, validation on a 10% split is a handful of captions: too few to judge
+
+
+class PromoteRefused(ValueError):
+    """A version whose benefit was never measured (no validation, too few pairs, or worse than its base)."""
 
 
 @dataclass(frozen=True)
@@ -38,6 +43,23 @@ class VersionInfo:
     created: str | None
     metrics: dict | None  # validation metrics of the kept epoch (None when trained without validation)
     active: bool
+    metrics_before: dict | None = None  # validation metrics of the base model, same split
+    train_pairs: int | None = None  # None: not recorded (versions saved by older Loupe)
+    val_pairs: int | None = None
+
+    def promote_problems(self) -> list[str]:
+        """Why promoting this version is a gamble (empty when its validation says it helps)."""
+        problems = []
+        if not self.metrics:
+            problems.append("it was trained without validation, so nobody measured whether it helps")
+        if self.train_pairs is not None and self.train_pairs < MIN_PROMOTE_PAIRS:
+            problems.append(f"it was trained on only {self.train_pairs} caption pairs (fewer than "
+                            f"{MIN_PROMOTE_PAIRS}: its validation is too small to judge)")
+        if self.metrics and self.metrics_before and \
+                self.metrics.get("t2i_r1", 0.0) < self.metrics_before.get("t2i_r1", 0.0):
+            problems.append(f"its validation T→I R@1 fell from {100 * self.metrics_before['t2i_r1']:.1f} to "
+                            f"{100 * self.metrics['t2i_r1']:.1f}")
+        return problems
 
     def to_json(self) -> dict:
         return {**self.__dict__, "path": str(self.path)}
@@ -59,16 +81,30 @@ def list_versions(home: Path) -> list[VersionInfo]:
             continue
         meta = config.get("metadata", {})
         out.append(VersionInfo(path.name, path, config["image_tower_id"], config["base"]["preset"],
-                               meta.get("created"), meta.get("metrics_after"), path.name in active_names))
+                               meta.get("created"), meta.get("metrics_after"), path.name in active_names,
+                               meta.get("metrics_before"), (meta.get("train_size") or {}).get("pairs"),
+                               (meta.get("val_size") or {}).get("pairs")))
     return sorted(out, key=lambda v: (v.created or "", v.name))
 
 
-def promote(home: Path, name: str) -> VersionInfo:
-    """Make version `name` the active text tower for its image tower."""
+def promote(home: Path, name: str, *, force: bool = False) -> VersionInfo:
+    """Make version `name` the active text tower for its image tower.
+
+    Refuses (`PromoteRefused`) a version whose validation does not show that it helps — trained without
+    validation, on fewer than MIN_PROMOTE_PAIRS pairs, or worse than its base on validation T→I R@1 — unless
+    `force`; a forced promote of such a version is logged as a warning.
+    """
     version = next((v for v in list_versions(home) if v.name == name), None)
     if version is None:
         known = ", ".join(v.name for v in list_versions(home)) or "none"
         raise KeyError(f"no text tower version {name!r} in {text_towers_dir(home)} (known: {known})")
+    problems = version.promote_problems()
+    if problems and not force:
+        raise PromoteRefused(f"not promoting {name}: " + "; ".join(problems) + ". Search would change without "
+                             "evidence that it gets better; retrain with more captions and validation, or promote "
+                             "anyway with --force")
+    if problems:
+        log.warning("promoting %s although %s", name, "; ".join(problems))
     with _locked(home):
         state = _read_active(home)
         history = state["towers"].setdefault(version.image_tower_id, {"history": []})["history"]

@@ -15,7 +15,6 @@ from ui.training import BASE, VersionBackend, epoch_points, version_rows
 EXAMPLE_QUERIES = "a beach at sunset\na dog\nbirthday party\nsnow in the mountains"
 SHOWN = 4  # results per query and side
 DISTRIBUTION_POOL = 200  # top hits whose scores make the distribution
-FEW_PAIRS = 100  # below this many training pairs a promotion asks for confirmation (a guard, not a fitted constant)
 
 
 def compare_versions(services, collection) -> None:
@@ -119,7 +118,10 @@ def _promote(services, collection, rows, chosen) -> None:
 
     active = next((r for r in rows if r.active), rows[0])
     st.markdown(f"Search uses **{active.name}** now.")
-    concerns = [] if chosen.name == BASE or chosen.active else promotion_concerns(chosen.metadata)
+    concerns: list[str] = []
+    if chosen.name != BASE and not chosen.active:
+        info = next((v for v in versions.list_versions(services.home) if v.name == chosen.name), None)
+        concerns = info.promote_problems() if info is not None else []  # one rule, models.versions'
     confirmed = True
     if concerns:
         st.warning(f"Promoting **{chosen.name}** may make search worse: " + "; ".join(concerns) + ".")
@@ -127,7 +129,7 @@ def _promote(services, collection, rows, chosen) -> None:
     left, right = st.columns(2)
     if left.button(f"Promote {chosen.name}", key="promote", type="secondary" if concerns else "primary",
                    disabled=chosen.name == BASE or chosen.active or not confirmed):
-        versions.promote(services.home, chosen.name)
+        versions.promote(services.home, chosen.name, force=True)  # concerns, if any, were shown and confirmed
         st.toast(f"Search now uses {chosen.name}")
         st.rerun()
     if right.button("Roll back", key="rollback", disabled=active.name == BASE,
@@ -135,22 +137,3 @@ def _promote(services, collection, rows, chosen) -> None:
         now = versions.rollback(services.home, collection.image_tower_id)
         st.toast(f"Search now uses {now or 'the base model'}")
         st.rerun()
-
-
-def promotion_concerns(metadata: dict) -> list[str]:
-    """Why promoting a tuned version is a risk, in words (empty: validated on enough captions and not worse).
-
-    A version trained on a handful of pairs, or never measured on held-out captions, can make every search worse
-    without anyone noticing; the page then asks for a confirmation instead of offering a one-click promote."""
-    concerns = []
-    pairs = (metadata.get("train_size") or {}).get("pairs")
-    if pairs is not None and pairs < FEW_PAIRS:
-        concerns.append(f"it was trained on only {pairs} caption pair{'' if pairs == 1 else 's'}")
-    before, after = metadata.get("metrics_before") or {}, metadata.get("metrics_after") or {}
-    if not after:
-        concerns.append("it was never validated on held-out captions")
-    elif after.get("mean_recall") is not None and before.get("mean_recall") is not None \
-            and after["mean_recall"] < before["mean_recall"]:
-        concerns.append(f"its held-out recall ({100 * after['mean_recall']:.1f}%) is below the base model's "
-                        f"({100 * before['mean_recall']:.1f}%)")
-    return concerns

@@ -135,8 +135,12 @@ def _default_or_fallback(slot: ModelSlot, settings: IndexerSettings) -> ModelSlo
 def target_collection(catalog: Catalog, model_name: str, slot: ModelSlot) -> CollectionInfo:
     """The collection to write: the active one when it belongs to `model_name`, else one built for it.
 
-    Only a model change loads the model here (its image tower id names the new collection).
+    Only a model change loads the model here (its image tower id names the new collection). A preset whose image
+    space changed under the same name (offline-lite → image space 2) counts as a model change: its old
+    collections are handed to the preset that still builds them (`retire_old_spaces`), which serves them until
+    the new collection is complete.
     """
+    retire_old_spaces(catalog, model_name)
     active = catalog.active_collection()
     if active is not None and active.model == model_name:
         return active
@@ -152,6 +156,26 @@ def target_collection(catalog: Catalog, model_name: str, slot: ModelSlot) -> Col
         log.warning("model changed to %s: building collection %s while %s keeps serving", model_name, info.name,
                     active.name)
     return info
+
+
+def retire_old_spaces(catalog: Catalog, model_name: str) -> list[str]:
+    """Collections recorded for `model_name` but built in a space it no longer makes: re-recorded under the preset
+    that still makes that space (no model load: the registry knows by tower id and dim). Returns their names."""
+    from models.registry import retired_variant
+
+    moved = []
+    for info in catalog.list_collections():
+        if info.model != model_name or info.status == "retired":
+            continue
+        legacy = retired_variant(model_name, info.image_tower_id, info.dim)
+        if legacy is None:
+            continue
+        catalog.set_collection_model(info.name, legacy)
+        moved.append(info.name)
+        log.warning("%s now embeds photos in a new image space: collection %s (%d-d) was built by its previous "
+                    "version, which keeps serving it as %s until the new collection is complete (every photo "
+                    "is embedded once more; nothing else changes)", model_name, info.name, info.dim, legacy)
+    return moved
 
 
 def complete_collection(catalog: Catalog, info: CollectionInfo) -> None:

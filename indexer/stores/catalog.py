@@ -377,6 +377,13 @@ class Catalog(schema.Database):
         if not self._tx(lambda conn: conn.execute(stmt).rowcount):
             raise KeyError(f"no collection {name!r} in the catalog {self.where}")
 
+    def set_collection_model(self, name: str, model: str) -> None:
+        """Record which preset builds a collection's space (a preset name that now builds another space hands its
+        old collections to the preset that still builds theirs: `models.registry.retired_variant`)."""
+        stmt = update(collections).where(collections.c.name == name).values(model=model)
+        if not self._tx(lambda conn: conn.execute(stmt).rowcount):
+            raise KeyError(f"no collection {name!r} in the catalog {self.where}")
+
     def delete_collection(self, name: str) -> None:
         """Forget a collection and its embedding records (drop its vectors from the vector store too)."""
 

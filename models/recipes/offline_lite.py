@@ -1,43 +1,33 @@
-"""Reproduce `models/weights/offline_lite_text.safetensors`, the tuned text head of the `offline-lite` preset.
+"""Reproduce offline-lite's shipped text head, `models/weights/offline_lite2_text.safetensors` (image space 2).
 
-    python -m models.recipes.offline_lite [--out FILE] [--workdir DIR] [--epochs 3]
+    python -m models.recipes.offline_lite [--out FILE] [--workdir DIR] [--epochs 1] [--no-tune]
 
-Offline and deterministic (CPU, seed 0: reruns give bit-identical tensors); ~3-4 minutes on 2 cores, nearly all of it
-MiniLM reading ~5.4k short class texts per epoch (the CLI's head-only mode re-runs the frozen encoder each epoch).
-The weights are produced by Loupe's own tuning CLI, `python -m models.train`, so what ships is exactly what a user's
-tuning run would produce from the same data:
+Offline and deterministic (CPU, seed 0: reruns give bit-identical tensors). The concept hierarchy it reads,
+`models/data/offline_lite_concepts.json`, is built from WordNet by `python -m models.recipes.concepts` (only that
+step needs Debian's `wordnet-base`); this recipe needs only the PyPI packages. The weights are produced by Loupe's own
+tuning CLI, `python -m models.train`, so what ships is exactly what a user's tuning run would produce from the same
+data:
 
-1. **Init** (the "Hellinger with WordNet" zero-shot recipe, as a head): row c of the head's linear layer is the unit
-   MiniLM embedding of ImageNet class c's WordNet description ("names, synonyms: gloss"), bias 0, text temperature
-   0.03. The head l2-normalises its input, so a query's text vector is sqrt(softmax(cos(query, descriptions) / T)):
-   its cosine with a photo's vector is the Bhattacharyya coefficient of the two class distributions. This head is
-   saved as a Loupe model (`models.save(..., parts="text")` in `<workdir>/init`): the base the CLI tunes.
-2. **Data**: `<workdir>/classes.tsv` pairs each class text (up to 4 synonyms × 3 templates, ~5.4k short phrases;
-   `imagenet_text.class_texts`) with the key `class:<wnid>`; `<workdir>/class_directions.npz` maps each key to e_c,
-   the one-hot direction where the locked classifier is certain of class c (the image tower's sqrt-softmax output
-   tends to e_c as the class probability tends to 1). `<workdir>/val.tsv` holds one held-out phrasing per class
-   (templates never used in training), so the CLI's validation and early stopping have something to measure. (The
-   CLI then warns that all validation "images" also appear in training: expected, they are the 1000 class
-   directions; what is held out is the phrasing.)
-3. **Tune**: `python -m models.train classes.tsv --image-vectors class_directions.npz --val val.tsv --model
-   <workdir>/init --train head --seed 0 --home <workdir>/home --name offline-lite-text --json` (a subprocess: the
-   CLI's own code path, defaults included: symmetric InfoNCE over in-batch classes, AdamW lr 1e-3, warmup + cosine,
-   batch 64, learnable temperatures). The best epoch by validation recall is what the CLI saves, the init included.
-4. **Ship**: only the head tensors of that saved version (`HEAD_KEYS`, 1.5 MB) go into the package; MiniLM itself
-   comes from its PyPI package unchanged.
+1. **Init** (zero-shot, no training): row k of the concept layer is the unit MiniLM embedding of concept k's text
+   (class descriptions "names: gloss", and the WordNet hypernyms/hyponyms in the same format), bias 0, temperature
+   0.03, `direct` 0. A query's class distribution is then softmax(cos(query, concept texts) / T) spread over each
+   concept's member classes, compared with a photo's class distribution by the Bhattacharyya coefficient (the
+   "Hellinger with WordNet" recipe of shared/docs/environment.md, extended to the hierarchy). Saved as a Loupe
+   model (`models.save(..., parts="text")` in `<workdir>/init`): the base the CLI tunes.
+2. **Data**: `<workdir>/concepts.tsv` pairs short phrasings of every concept (class synonyms × templates, one
+   phrasing per hypernym/hyponym lemma) with the key `concept:<wnid>`; `<workdir>/concept_targets.npz` maps each
+   key to the image-space vector a photo of exactly that concept would have ([a·sqrt(members' uniform
+   distribution), b·unit(its classes' feature prototypes)]). `<workdir>/val.tsv` holds one held-out phrasing per
+   class (templates never used in training) for the CLI's validation and best-epoch choice (the CLI warns that the
+   validation "images" are training targets too: expected, what is held out is the phrasing).
+3. **Tune**: `python -m models.train concepts.tsv --image-vectors concept_targets.npz --val val.tsv --model
+   <workdir>/init --train head --seed 0 --json` (a subprocess: the CLI's own code path and defaults). The best
+   epoch by validation T→I recall is what the CLI saves, the init included.
+4. **Ship**: only the head's trained tensors (`HEAD_KEYS`) as float16 (~3.5 MB); MiniLM itself comes from its PyPI
+   package unchanged, and the head's buffers (hierarchy, class prototypes) are rebuilt from the shipped JSON and the
+   locked classifier at load time.
 
-The targets do not depend on the image temperature, so the same head serves `image_temperature` 1 or 2.
-
-Why no pull-to-init regulariser (the previous, hand-written loop had an L2 pull of 0.1 back to the init): the CLI does
-not have one, and on the dev photos (bench/data/dev_captions.tsv, 100 photos: one photo is 1 point) a simulation of
-the CLI's loop with and without it, at two seeds, two learning rates (1e-3, 3e-3) and two batch sizes (64, 256), gave
-R@1/5/10 within ±2-3 points of each other, all 5-10 points of R@10 over the init (77). Nor did dropping the long
-description texts from training, or the number of epochs (1-3), matter beyond that noise. A few epochs at a small
-learning rate do not move the head far from the descriptions anyway.
-
-Measured (bench/offline_eval.py, image temperature 2, T→I R@1/5/10): held-out eval set (107 photos) description
-init 58.9/79.4/88.8 → shipped 57.0/82.2/89.7; dev set (100) 50/68/77 → 53/75/84. The zero-training class-name
-baseline of shared/docs/environment.md: 54.2/71.0/75.7 and 35/60/72.
+Measured: see README.md (offline-lite) and `python bench/offline_eval.py` (dev and held-out side by side).
 """
 
 from __future__ import annotations
@@ -57,16 +47,18 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from models.recipes.imagenet_text import class_descriptions, class_ids, class_texts, validation_texts
+from models.recipes.imagenet_text import TEMPLATES, synonyms, validation_texts
 
 log = logging.getLogger(__name__)
 REPO_ROOT = Path(__file__).resolve().parents[2]
-DEFAULT_OUT = Path(__file__).resolve().parents[1] / "weights" / "offline_lite_text.safetensors"
+DEFAULT_OUT = Path(__file__).resolve().parents[1] / "weights" / "offline_lite2_text.safetensors"
 INIT_TEMPERATURE = 0.03
 SEED = 0
-EPOCHS = 3  # on dev photos one epoch already gets the gain; more let the CLI's best-epoch choice matter
-VERSION_NAME = "offline-lite-text"
-HEAD_KEYS = ("text_tower.head.1.weight", "text_tower.head.1.bias", "text_tower.head.2.log_temperature")
+EPOCHS = 1  # MiniLM re-reads every training phrase each epoch (head mode): ~6k phrases, minutes on 2 cores
+VERSION_NAME = "offline-lite2-text"
+HEAD = "text_tower.head.0."
+HEAD_KEYS = tuple(HEAD + k for k in ("concept.weight", "concept.bias", "log_temperature", "direct.weight"))
+CLASS_SYNONYMS, CLASS_TEMPLATES = 2, TEMPLATES[:2]  # per class: 2 names × 2 phrasings
 
 
 @torch.inference_mode()
@@ -87,56 +79,90 @@ def pooled_features(model, texts: list[str], batch: int = 256) -> torch.Tensor:
     return F.normalize(torch.cat(out), dim=-1)
 
 
-def description_init(model) -> dict[str, torch.Tensor]:
-    """Head tensors whose softmax over classes is the query's similarity to each WordNet description."""
-    weight = pooled_features(model, class_descriptions())
+def concept_init(model, concepts: list[dict]) -> dict[str, torch.Tensor]:
+    """Head tensors whose concept distribution is softmax(cos(query, concept texts) / T); `direct` 0."""
+    weight = pooled_features(model, [c["text"] for c in concepts])
     return {HEAD_KEYS[0]: weight, HEAD_KEYS[1]: torch.zeros(weight.shape[0]),
-            HEAD_KEYS[2]: torch.tensor(math.log(INIT_TEMPERATURE))}
+            HEAD_KEYS[2]: torch.tensor(math.log(INIT_TEMPERATURE)),
+            HEAD_KEYS[3]: torch.zeros(model.text_tower.head[0].direct.weight.shape)}
 
 
 def build_init(directory: Path | None = None) -> dict[str, torch.Tensor]:
-    """The description-initialised head; with `directory`, also saved there as a Loupe model (the tuning base).
+    """The concept-initialised head; with `directory`, also saved there as a Loupe model (the tuning base).
 
     Built on `offline-lite` with `tuned=False`, so the base never depends on the file this recipe writes.
     """
     import models
     from models.building import seeded
+    from models.offline_lite import read_concepts
     from models.saved import load_partial_state
 
     with seeded(SEED):
-        bundle = models.create("offline-lite", tuned=False)
-    init = description_init(bundle.model.eval())
+        bundle = models.create("offline-lite", tuned=False, device="cpu")
+    init = concept_init(bundle.model.eval(), read_concepts()["concepts"])
     if directory is not None:
         load_partial_state(bundle.model, init)
         models.save(bundle, directory, parts="text",
-                    metadata={"recipe": "models.recipes.offline_lite", "stage": "description-init"})
-        log.info("saved the description-initialised base to %s", directory)
+                    metadata={"recipe": "models.recipes.offline_lite", "stage": "concept-init"})
+        log.info("saved the concept-initialised base to %s", directory)
     return init
 
 
-def class_key(wnid: str) -> str:
-    return f"class:{wnid}"
+def concept_key(wnid: str) -> str:
+    return f"concept:{wnid}"
 
 
-def write_captions(path: Path, texts: list[str], labels: list[int], wnids: list[str]) -> Path:
+def concept_phrases(concepts: list[dict]) -> list[tuple[str, str]]:
+    """(key, phrase) training rows: class synonyms in the training templates, one 'a <lemma>' per other lemma."""
+    rows = []
+    for concept in concepts:
+        key = concept_key(concept["wnid"])
+        names = synonyms(concept["text"])
+        if concept["kind"] == "class":
+            rows += [(key, t.format(n)) for n in names[:CLASS_SYNONYMS] for t in CLASS_TEMPLATES]
+        else:
+            rows += [(key, f"a {n}") for n in names[:2]]
+    return rows
+
+
+def write_rows(path: Path, rows: list[tuple[str, str]]) -> Path:
     """A TSV the CLI reads (header `key<TAB>caption`); csv quoting keeps glosses with quotes intact."""
     with path.open("w", newline="", encoding="utf-8") as f:
         writer = csv.writer(f, delimiter="\t", lineterminator="\n")
         writer.writerow(["key", "caption"])
-        writer.writerows((class_key(wnids[c]), text) for text, c in zip(texts, labels, strict=True))
+        writer.writerows(rows)
     return path
 
 
+def concept_targets(concepts: list[dict]) -> np.ndarray:
+    """(K, D) image-space vectors of a photo that is exactly concept k: what zero-shot produces for a one-hot q."""
+    import models
+    from models.building import seeded
+    from models.offline_lite import CLASS_WEIGHT, mixing_matrix
+
+    with seeded(SEED):
+        bundle = models.create("offline-lite", tuned=False, device="cpu")
+    head = bundle.model.text_tower.head[0]
+    mix = mixing_matrix(concepts)
+    features = F.normalize(mix @ head.proto, dim=-1)
+    vectors = torch.cat([CLASS_WEIGHT * mix.sqrt(), math.sqrt(1 - CLASS_WEIGHT ** 2) * features], dim=-1)
+    return F.normalize(vectors, dim=-1).numpy().astype(np.float32)
+
+
 def write_training_data(workdir: Path) -> tuple[Path, Path, Path]:
-    """(train captions, validation captions, class directions .npz) for `python -m models.train`.
+    """(train captions, validation captions, concept targets .npz) for `python -m models.train`.
 
     The .npz layout is NpzVectorSource's: `keys` (N,) strings and `vectors` (N, D) unit float32 rows.
     """
-    wnids = class_ids()
-    train = write_captions(workdir / "classes.tsv", *class_texts(), wnids)
-    val = write_captions(workdir / "val.tsv", *validation_texts(), wnids)
-    vectors = workdir / "class_directions.npz"
-    np.savez(vectors, keys=np.array([class_key(w) for w in wnids]), vectors=np.eye(len(wnids), dtype=np.float32))
+    from models.offline_lite import read_concepts
+
+    concepts = read_concepts()["concepts"]
+    train = write_rows(workdir / "concepts.tsv", concept_phrases(concepts))
+    val_texts, val_labels = validation_texts()
+    val = write_rows(workdir / "val.tsv", [(concept_key(concepts[c]["wnid"]), t)
+                                           for t, c in zip(val_texts, val_labels, strict=True)])
+    vectors = workdir / "concept_targets.npz"
+    np.savez(vectors, keys=np.array([concept_key(c["wnid"]) for c in concepts]), vectors=concept_targets(concepts))
     return train, val, vectors
 
 
@@ -144,7 +170,7 @@ def train_with_cli(workdir: Path, init: Path, *, epochs: int = EPOCHS, seed: int
     """Run `python -m models.train` in a subprocess on the files of `write_training_data`; its --json result."""
     train, val, vectors = write_training_data(workdir)
     command = [sys.executable, "-m", "models.train", str(train), "--image-vectors", str(vectors), "--val", str(val),
-               "--model", str(init), "--train", "head", "--epochs", str(epochs), "--patience", "1",
+               "--model", str(init), "--train", "head", "--epochs", str(epochs), "--patience", "1", "-q",
                "--seed", str(seed), "--device", "cpu", "--home", str(workdir / "home"), "--name", VERSION_NAME,
                "--json"]
     log.info("running: %s", " ".join(command))
@@ -162,7 +188,7 @@ def head_tensors(version_dir: Path) -> dict[str, torch.Tensor]:
     from models.saved import WEIGHTS
 
     tensors = load_file(str(version_dir / WEIGHTS))
-    return {k: tensors[k].contiguous() for k in HEAD_KEYS}
+    return {k: tensors[k].to(torch.float16).contiguous() for k in HEAD_KEYS}
 
 
 def build(workdir: Path, *, epochs: int = EPOCHS) -> tuple[dict[str, torch.Tensor], dict]:
@@ -187,13 +213,14 @@ def main(argv: list[str] | None = None) -> None:
                         "(default: a temporary folder, removed afterwards)")
     parser.add_argument("--epochs", type=int, default=EPOCHS, help=f"CLI epochs (default: {EPOCHS})")
     parser.add_argument("--no-tune", action="store_true",
-                        help="write the untrained description-initialised head only (for comparisons)")
+                        help="write the untrained concept-initialised head only (for comparisons)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     from safetensors.torch import save_file
 
     if args.no_tune:
         tensors, provenance = build_init(), {"recipe": "models.recipes.offline_lite", "tuned": False}
+        tensors = {k: v.to(torch.float16) for k, v in tensors.items()}
     elif args.workdir is not None:
         if args.workdir.is_dir() and any(args.workdir.iterdir()):
             parser.error(f"--workdir {args.workdir} is not empty (saved models are immutable): give a new folder")

@@ -106,7 +106,9 @@ def run_versions(args: argparse.Namespace, home: Path) -> int:
     if args.list:
         print_versions(versions.list_versions(home), as_json=args.json)
     elif args.promote:
-        version = versions.promote(home, args.promote)
+        version = versions.promote(home, args.promote, force=args.force)
+        for problem in version.promote_problems():
+            print(f"WARNING: {args.promote} promoted although {problem}", file=sys.stderr)
         _say(args, {"promoted": version.name, "image_tower_id": version.image_tower_id},
              f"active text tower for {version.image_tower_id}: {version.name}")
     else:

@@ -50,6 +50,9 @@ def build_parser() -> argparse.ArgumentParser:
     versions = parser.add_argument_group("versions (no training)").add_mutually_exclusive_group()
     versions.add_argument("--list", action="store_true", help="list tuned text towers (the active ones marked *)")
     versions.add_argument("--promote", metavar="NAME", help="make NAME the active text tower for its image tower")
+    parser.add_argument("--force", action="store_true",
+                        help="with --promote: promote even a version trained without validation, on too few pairs, "
+                             "or that validated worse than its base")
     versions.add_argument("--rollback", action="store_true",
                           help="re-activate the previously promoted version (with --model BASE when several image "
                                "towers have promoted versions)")
@@ -140,7 +143,8 @@ def print_result(result: TrainResult, *, as_json: bool) -> None:
         for way, label in (("t2i", "T→I"), ("i2t", "I→T")):
             before = "/".join(f"{100 * result.metrics_before[f'{way}_r{k}']:.1f}" for k in (1, 5, 10))
             after = "/".join(f"{100 * result.metrics_after[f'{way}_r{k}']:.1f}" for k in (1, 5, 10))
-            print(f"val {label} R@1/5/10: {before} → {after}")
+            chosen = "   (best epoch chosen on this)" if way == "t2i" else ""
+            print(f"val {label} R@1/5/10: {before} → {after}{chosen}")
     check = result.locked_check
     print(f"image tower locked and unchanged: {check['identical']} ({check['image_tower_digest_after']})")
     if result.status == "paused":
@@ -158,7 +162,14 @@ def print_versions(versions: list[VersionInfo], *, as_json: bool) -> None:
     if not versions:
         print("no tuned text towers yet (train one: python -m models.train CAPTIONS)")
         return
-    print(f"  {'name':<36} {'base':<14} {'image tower':<30} {'T→I R@1':>8}  created")
+    print(f"  {'name':<36} {'base':<14} {'image tower':<30} {'pairs':>6} {'val T→I R@1 before → after':>27}  created")
     for v in versions:
-        r1 = f"{100 * v.metrics['t2i_r1']:.1f}" if v.metrics else "-"
-        print(f"{'*' if v.active else ' '} {v.name:<36} {v.base:<14} {v.image_tower_id:<30} {r1:>8}  {v.created or ''}")
+        if v.metrics:
+            before = f"{100 * v.metrics_before['t2i_r1']:.1f}" if v.metrics_before else "?"
+            r1 = f"{before} → {100 * v.metrics['t2i_r1']:.1f}"
+        else:
+            r1 = "no validation"
+        pairs = str(v.train_pairs) if v.train_pairs is not None else "?"
+        flag = "  (!) " + "; ".join(v.promote_problems()) if v.promote_problems() else ""
+        print(f"{'*' if v.active else ' '} {v.name:<36} {v.base:<14} {v.image_tower_id:<30} {pairs:>6} {r1:>27}  "
+              f"{v.created or ''}{flag}")

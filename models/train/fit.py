@@ -1,8 +1,9 @@
 """Epochs with validation, early stopping and the best checkpoint: `FitState` is everything a resumed run needs.
 
-Validation Recall@K is measured before the first epoch (the base model) and after each one; the best epoch by mean
-recall (then by held-out loss) is what gets saved, so an epoch that overfits a small personal data set is never
-the result. Epoch 0 competes too: if tuning never beats the base, the result says so (`improved: false`).
+Validation Recall@K is measured before the first epoch (the base model) and after each one; the best epoch by
+text→image recall (then by held-out loss; `metrics.score`) is what gets saved, so an epoch that overfits a small
+personal data set is never the result. Epoch 0 competes too: if tuning never beats the base, the result says so
+(`improved: false`).
 """
 
 from __future__ import annotations

@@ -47,5 +47,9 @@ def evaluate(model: LitModel, pairs: PairSet, batch_size: int = 256) -> dict[str
 
 
 def score(metrics: dict[str, float]) -> tuple[float, float]:
-    """Model selection key: higher mean recall, then lower loss."""
-    return metrics["mean_recall"], -metrics["t2i_loss"]
+    """Model selection key: higher text→image recall (mean of R@1/5/10: what search does), then lower T→I loss.
+
+    Image→text recall is reported but not selected on: a tuned head that matches captions to photos better can
+    score lower on I→T (hub captions), and an epoch chosen by a mean with I→T could make search worse.
+    """
+    return float(np.mean([metrics[f"t2i_r{k}"] for k in KS])), -metrics["t2i_loss"]

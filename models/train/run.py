@@ -30,6 +30,7 @@ from models.train.fit import FitState, fit
 from models.train.image_vectors import ImageVectorSource
 from models.train.loop import Trainer
 from models.train.lora import merge_lora
+from models.train.metrics import score
 from models.train.trainable import select_trainable
 from models.train.vector_cache import CachedTowerSource
 
@@ -59,7 +60,7 @@ class TrainResult:
     def improved(self) -> bool | None:
         if not self.metrics_before or not self.metrics_after:
             return None
-        return self.metrics_after["mean_recall"] > self.metrics_before["mean_recall"]
+        return score(self.metrics_after) > score(self.metrics_before)
 
     def to_json(self) -> dict:
         return asdict(self) | {"improved": self.improved}

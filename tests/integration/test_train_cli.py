@@ -144,8 +144,10 @@ def test_promote_list_and_rollback(tuned):
     home, result = tuned
     shutil.copytree(result["output"], Path(result["output"]).with_name("colours-copy"))
     tower = result["image_tower_id"]
-    assert run_cli("--promote", "colours", "--home", home)[0] == 0
-    assert run_cli("--promote", "colours-copy", "--home", home)[0] == 0
+    assert run_cli("--promote", "colours", "--home", home)[0] == 2  # 18 pairs: too few to judge, refused
+    assert versions.active(home, tower) is None
+    assert run_cli("--promote", "colours", "--home", home, "--force")[0] == 0
+    assert run_cli("--promote", "colours-copy", "--home", home, "--force")[0] == 0
     assert versions.active(home, tower).name == "colours-copy"
     code, listed = run_cli("--list", "--json", "--home", home)
     assert code == 0 and {v["name"] for v in listed if v["active"]} == {"colours-copy"}

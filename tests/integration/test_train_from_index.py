@@ -50,7 +50,8 @@ def test_tuning_from_index_then_promote_changes_search_not_vectors(tmp_path):
     engine = SearchEngine(LocalBackend(home))
     try:
         base = engine.backend.encode_texts(["a red photo"])
-        promote = subprocess.run([sys.executable, "-m", "models.train", "--promote", "colours", "--home", str(home)],
+        promote = subprocess.run([sys.executable, "-m", "models.train", "--promote", "colours", "--home", str(home),
+                                  "--force"],  # a handful of pairs: promoting needs --force
                                  capture_output=True, text=True, timeout=300)
         assert promote.returncode == 0, promote.stderr
         tuned = engine.backend.encode_texts(["a red photo"])  # same engine, no restart

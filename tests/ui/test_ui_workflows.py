@@ -151,17 +151,6 @@ def test_an_unvalidated_run_shows_empty_states_and_guards_its_promotion(library,
     assert versions.active(library.home, tower) is None  # nothing promoted without the click
 
 
-def test_promotion_concerns_name_each_risk():
-    from ui.compare import promotion_concerns
-
-    good = {"train_size": {"pairs": 5000}, "metrics_before": {"mean_recall": 0.2},
-            "metrics_after": {"mean_recall": 0.3}}
-    assert promotion_concerns(good) == []
-    worse = {**good, "metrics_after": {"mean_recall": 0.1}}
-    assert promotion_concerns(worse) == ["its held-out recall (10.0%) is below the base model's (20.0%)"]
-    assert promotion_concerns({"train_size": {"pairs": 2}}) == [
-        "it was trained on only 2 caption pairs", "it was never validated on held-out captions"]
-
 
 def test_index_page_shows_counts_failures_model_and_store(library):
     at = run_app("index_page.py")

@@ -10,12 +10,12 @@ from models import versions
 from models.home import text_towers_dir
 
 
-def _version(home, name: str, tower: str, created: str) -> None:
+def _version(home, name: str, tower: str, created: str, **metadata) -> None:
     path = text_towers_dir(home) / name
     path.mkdir(parents=True)
     config = {"format": "loupe-model", "format_version": 1, "image_tower_id": tower,
               "base": {"preset": "test-tiny", "options": {}},
-              "metadata": {"created": created, "metrics_after": {"t2i_r1": 0.5}}}
+              "metadata": {"created": created, "metrics_after": {"t2i_r1": 0.5}, **metadata}}
     (path / "config.json").write_text(json.dumps(config))
 
 
@@ -79,3 +79,28 @@ def test_corrupt_active_file_is_a_clear_error(home):
     (text_towers_dir(home) / "active.json").write_text("{not json")
     with pytest.raises(ValueError, match="corrupt"):
         versions.active(home, "towerA")
+
+
+def test_promote_refuses_unmeasured_versions_unless_forced(home, capsys):
+    from models.train.__main__ import main
+
+    _version(home, "noval", "towerA", "2025-02-01T00:00:00", metrics_after=None, train_size={"pairs": 500})
+    _version(home, "tiny", "towerA", "2025-02-02T00:00:00", train_size={"pairs": 12},
+             metrics_before={"t2i_r1": 0.4})
+    _version(home, "worse", "towerA", "2025-02-03T00:00:00", train_size={"pairs": 300},
+             metrics_before={"t2i_r1": 0.6})
+    _version(home, "good", "towerA", "2025-02-04T00:00:00", train_size={"pairs": 300},
+             metrics_before={"t2i_r1": 0.3}, val_size={"pairs": 30})
+    for name, reason in (("noval", "without validation"), ("tiny", "only 12 caption pairs"),
+                         ("worse", "fell from 60.0 to 50.0")):
+        with pytest.raises(versions.PromoteRefused, match=reason):
+            versions.promote(home, name)
+        assert versions.active(home, "towerA") is None
+    assert versions.promote(home, "good").name == "good"
+    assert main(["--home", str(home), "--promote", "tiny"]) == 2  # the CLI refuses, saying why
+    assert "only 12 caption pairs" in capsys.readouterr().err
+    assert main(["--home", str(home), "--promote", "tiny", "--force"]) == 0
+    assert "WARNING" in capsys.readouterr().err and versions.active(home, "towerA").name == "tiny"
+    assert main(["--home", str(home), "--list"]) == 0
+    listing = capsys.readouterr().out
+    assert "30.0 → 50.0" in listing and "no validation" in listing and "(!)" in listing
