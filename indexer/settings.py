@@ -42,6 +42,7 @@ class IndexerSettings:
     max_megapixels: float = 180.0  # decompression-bomb guard
     tag_vocabulary: str | None = None  # tag new photos on arrival with this vocabulary ('default' or a file)
     serve: bool = True  # serve the local API while owning the data home
+    visual_vectors: bool = True  # store a visual vector beside the text-aligned one (near-duplicates, "more like this")
     optimize_after: int = 2000  # build the embedded store's HNSW index once this many vectors were added since
 
     @classmethod

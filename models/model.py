@@ -82,12 +82,23 @@ class LitModel(nn.Module):
             raise AssertionError(f"image tower is not locked (trainable: {trainable[:3]}, training mode: "
                                  f"{self.image_tower.training})")
 
+    @property
+    def visual_dim(self) -> int:
+        """Width of the visual vectors `encode_images(..., with_visual=True)` returns."""
+        return self.image_tower.visual_dim
+
     @torch.inference_mode()
-    def encode_images(self, pixels: torch.Tensor) -> torch.Tensor:  # (N, 3, H, W) -> (N, D) unit, fp32
+    def encode_images(self, pixels: torch.Tensor, with_visual: bool = False):
+        """(N, 3, H, W) -> (N, D) unit fp32 vectors in the shared space; with `with_visual`, the pair
+        (embedding (N, D), visual (N, V)), both unit, from the same forward pass (see `ImageTower.forward_with_visual`).
+        """
         self.assert_locked()
+        pixels = pixels.to(self.device, non_blocking=True)
         with autocast(self.device):
-            features = self.image_tower(pixels.to(self.device, non_blocking=True))
-        return l2_normalize(features)
+            if not with_visual:
+                return l2_normalize(self.image_tower(pixels))
+            features, visual = self.image_tower.forward_with_visual(pixels)
+        return l2_normalize(features), l2_normalize(visual)
 
     def text_features(self, texts: list[str]) -> torch.Tensor:
         """Unit text vectors *with* autograd, for training; `encode_texts` is the inference path."""
