@@ -214,3 +214,42 @@ def test_collapse_leaves_results_without_a_vector_alone():
     far = np.array([0.0, 1.0], np.float32)
     assert collapse([a, None, near, far], 0.9) == [[0, 2], [1], [3]]
     assert collapse([None, a], 0.9) == [[0], [1]]
+
+
+def test_like_through_the_owner_api_matches_in_process(tmp_path, library):
+    """The owner's API carries the visual vector (query `using`, points' `visual`, `/dims`, embed_image): "more like
+    this" through a running owner answers what the stores answer in-process."""
+    from indexer.owner.api import ApiServer, create_app
+    from indexer.owner.client import OwnerClient, RemoteVectorStore
+    from indexer.owner.ownership import Ownership, free_port
+    from search.backend import OwnerBackend
+
+    home = tmp_path / "home"
+    svc = make_service(home, library)
+    svc.scan()
+    ownership = Ownership.acquire(home, "test owner")
+    server = ApiServer(create_app(svc, ownership.token), port=free_port())
+    ownership.publish("127.0.0.1", server.start())
+    try:
+        client = OwnerClient.find(home)
+        name = svc.collection.name
+        remote = RemoteVectorStore(client)
+        assert remote.vector_dims(name) == svc.store.vector_dims(name)
+        ids = [p.id for p in svc.store.scroll(name)]
+        for mine, theirs in zip(svc.store.retrieve(name, ids, with_vectors=True),
+                                remote.retrieve(name, ids, with_vectors=True), strict=True):
+            np.testing.assert_allclose(theirs.visual, mine.visual, atol=1e-6)
+        vector, visual = client.embed_image_both(path=library / "IMG_0003.jpg")
+        assert visual is not None and len(visual) == svc.slot().model.visual_dim
+        assert [h.id for h in remote.query(name, visual, limit=3, using=VISUAL)] == [
+            h.id for h in svc.store.query(name, visual, limit=3, using=VISUAL)]
+        engine = SearchEngine(OwnerBackend(client, home))
+        page = engine.search(build_query(like=[library / "IMG_0003.jpg"]), min_score=0.0, limit=N_PHOTOS,
+                             collapse_duplicates=False)
+        own = svc.store.retrieve(name, [point_id(page.results[0].content_hash)], with_vectors=True)
+        assert engine.visual_query_vector(build_query(like=[library / "IMG_0003.jpg"])) is not None
+        assert own and len(page.results) == N_PHOTOS - 1
+    finally:
+        server.stop()
+        ownership.release()
+        svc.close()
