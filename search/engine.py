@@ -26,7 +26,7 @@ import numpy as np
 from indexer.stores.vectors import SEMANTIC, VISUAL, Hit, VectorFilter, point_id
 from search.backend import Backend
 from search.calibration import Calibrator
-from search.dedupe import DEFAULT_THRESHOLD, SEMANTIC_THRESHOLD, collapse
+from search.dedupe import DEFAULT_RULE, SEMANTIC_THRESHOLD, FoldRule, collapse
 from search.query import Query, Term
 
 log = logging.getLogger(__name__)
@@ -177,11 +177,11 @@ class SearchEngine:
 
     def search(self, query: Query, *, filter: VectorFilter | None = None, limit: int = 20, offset: int = 0,
                min_score: float | None = None, collapse_duplicates: bool = True,
-               duplicate_threshold: float = DEFAULT_THRESHOLD) -> SearchPage:
+               duplicates: FoldRule = DEFAULT_RULE) -> SearchPage:
         """A page of results. `min_score=None` keeps relevant photos only; a number keeps calibrated ≥ it.
 
-        `duplicate_threshold` applies to visual vectors; a collection without them folds by the text-aligned
-        vectors at `SEMANTIC_THRESHOLD`."""
+        `duplicates` is the near-duplicate rule on visual vectors; a collection without them folds by the
+        text-aligned vectors at `SEMANTIC_THRESHOLD`."""
         visual = self.visual_query_vector(query)
         using = VISUAL if visual is not None else SEMANTIC
         vector, exclude = visual if visual is not None else self.query_vector(query)
@@ -194,8 +194,8 @@ class SearchEngine:
             scored = [(r, v) for r, v in scored if r.relevant]
         else:
             scored = [(r, v) for r, v in scored if r.calibrated >= min_score]
-        threshold = duplicate_threshold if self.visual_dim else SEMANTIC_THRESHOLD
-        results = _collapsed(scored, threshold) if collapse_duplicates else [r for r, _ in scored]
+        rule = duplicates if self.visual_dim else SEMANTIC_THRESHOLD
+        results = _collapsed(scored, rule) if collapse_duplicates else [r for r, _ in scored]
         return SearchPage(query.describe(), results[offset:offset + limit], not any_relevant, offset, limit)
 
     def _score(self, query: np.ndarray, hits: list[Hit],
@@ -266,12 +266,12 @@ class SearchEngine:
         return str(path) if path.exists() else None
 
 
-def _collapsed(scored: list[tuple[SearchResult, np.ndarray | None]], threshold: float) -> list[SearchResult]:
+def _collapsed(scored: list[tuple[SearchResult, np.ndarray | None]], rule: FoldRule | float) -> list[SearchResult]:
     """Fold near-duplicates into the best-ranked member of their group (results without a vector stand alone)."""
     if len(scored) < 2:
         return [r for r, _ in scored]
     out = []
-    for group in collapse([v for _, v in scored], threshold):
+    for group in collapse([v for _, v in scored], rule):
         head = scored[group[0]][0]
         twins = [p for i in group[1:] for p in scored[i][0].paths]
         out.append(SearchResult(**{**head.__dict__, "duplicates": twins}) if twins else head)

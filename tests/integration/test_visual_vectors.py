@@ -216,6 +216,25 @@ def test_collapse_leaves_results_without_a_vector_alone():
     assert collapse([None, a], 0.9) == [[0], [1]]
 
 
+def test_fold_rule_reads_the_parts_of_visual_vectors():
+    """Same thumbnail (a resize) folds; same features and layout (a crop) folds; same features alone does not."""
+    import torch
+
+    from models.visual import visual_vector
+    from search.dedupe import FoldRule
+
+    gen = torch.Generator().manual_seed(0)
+    features = torch.randn(3, 16, generator=gen)
+    pixels = torch.rand(3, 3, 32, 32, generator=gen)
+    base = visual_vector(features[:1], pixels[:1])[0].numpy()
+    resized = visual_vector(features[1:2], pixels[:1])[0].numpy()  # other features, same pixels
+    other = visual_vector(features[:1], pixels[2:3])[0].numpy()  # same features, other pixels
+    rule = FoldRule(fine=0.99, features=0.9, layout=0.9)
+    assert collapse([base, resized], rule) == [[0, 1]]
+    assert collapse([base, other], rule) == [[0], [1]]
+    assert collapse([base, other], FoldRule(fine=0.99, features=0.9, layout=-1.0)) == [[0, 1]]
+
+
 def test_like_through_the_owner_api_matches_in_process(tmp_path, library):
     """The owner's API carries the visual vector (query `using`, points' `visual`, `/dims`, embed_image): "more like
     this" through a running owner answers what the stores answer in-process."""
