@@ -13,8 +13,9 @@ anything else, because a vector of the wrong norm would silently skew every rank
 
 Two vectors per point (Qdrant named vectors): the text-aligned one under Qdrant's default name "" (what text search
 reads; collections made before there was a second vector hold only this one), and optionally a *visual* one under
-`VISUAL`: the image tower's pooled backbone features, which tell a re-encode from a different photo of the same kind
-of thing where a text-aligned space (offline-lite's class distribution) cannot. A collection declares the visual
+`VISUAL` (models.visual: the image tower's pooled backbone features plus coarse thumbnails), which tells a re-encode
+from a different photo of the same kind of thing where a text-aligned space (offline-lite's class distribution)
+cannot. A collection declares the visual
 vector when it is created (`ensure_collection(..., visual_dim=)`) or gains it later with `add_visual`, which copies
 the collection into the two-vector layout (Qdrant cannot add a vector to an existing collection: Edge refuses the
 config, measured). Points may lack the visual vector (`VectorFilter(has_visual=False)` finds them) until the indexer
