@@ -44,34 +44,39 @@ class FoldRule:
 
 
 # Fitted by `python -m bench.dedupe_fit` (offline-lite, photo set seed 0, dev side); see its table for held-out.
-DEFAULT_RULE = FoldRule(fine=0.97, features=0.79, layout=0.84)
+DEFAULT_RULE = FoldRule(fine=0.971, features=0.81, layout=0.87)
 
 
 def collapse(vectors: Sequence[np.ndarray | None] | np.ndarray,
              rule: FoldRule | float = DEFAULT_RULE) -> list[list[int]]:
     """Groups of row indices (rows in rank order); each group's first index is the one to show.
 
-    `rule` is a `FoldRule` over visual vectors, or a plain cosine threshold (text-aligned vectors). A row that is
-    None has no vector to compare: it is a group of its own and never absorbs another."""
+    A row joins the group holding a near-duplicate of it (any member, not only the shown one: which copy of a
+    photo ranks first depends on the query, the grouping should not); of several, the one with the most similar
+    member. `rule` is a `FoldRule` over visual vectors, or a plain cosine threshold (text-aligned vectors). A row
+    that is None has no vector to compare: it is a group of its own and never absorbs another."""
     order: list[int] = []  # group heads, in rank order
-    heads: list[int] = []  # heads that have a vector, aligned with `head_vectors`
-    head_vectors: list[np.ndarray] = []
+    members: list[int] = []  # rows with a vector seen so far, aligned with `member_vectors` and `member_group`
+    member_vectors: list[np.ndarray] = []
+    member_group: list[int] = []
     groups: dict[int, list[int]] = {}
     for i, vector in enumerate(vectors):
-        if vector is not None and head_vectors:
-            stacked = np.stack(head_vectors)  # (K, V)
-            sims = stacked @ vector
-            if isinstance(rule, FoldRule):
-                ok = rule.matches(split(vector), split(stacked))
-            else:
-                ok = sims >= rule
-            if ok.any():
-                best = int(np.argmax(np.where(ok, sims, -np.inf)))
-                groups[heads[best]].append(i)
-                continue
+        if vector is not None:
+            vector = np.asarray(vector, np.float32)
+            if member_vectors:
+                stacked = np.stack(member_vectors)  # (K, V)
+                sims = stacked @ vector
+                ok = rule.matches(split(vector), split(stacked)) if isinstance(rule, FoldRule) else sims >= rule
+                if ok.any():
+                    head = member_group[int(np.argmax(np.where(ok, sims, -np.inf)))]
+                    groups[head].append(i)
+                    members.append(i)
+                    member_vectors.append(vector)
+                    member_group.append(head)
+                    continue
+            members.append(i)
+            member_vectors.append(vector)
+            member_group.append(i)
         order.append(i)
         groups[i] = [i]
-        if vector is not None:
-            heads.append(i)
-            head_vectors.append(np.asarray(vector, np.float32))
     return [groups[k] for k in order]

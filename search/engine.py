@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from indexer.stores.vectors import SEMANTIC, VISUAL, Hit, VectorFilter, point_id
+from models.visual import split as split_visual
 from search.backend import Backend
 from search.calibration import Calibrator
 from search.dedupe import DEFAULT_RULE, SEMANTIC_THRESHOLD, FoldRule, collapse
@@ -190,12 +191,9 @@ class SearchEngine:
         hits = self.backend.store.query(self.collection, vector, limit=pool, filter=flt, using=using)
         scored = self._score(vector, hits, using)  # [(result, fold vector or None)] in rank order
         any_relevant = any(r.relevant for r, _ in scored)
-        if min_score is None:
-            scored = [(r, v) for r, v in scored if r.relevant]
-        else:
-            scored = [(r, v) for r, v in scored if r.calibrated >= min_score]
         rule = duplicates if self.visual_dim else SEMANTIC_THRESHOLD
-        results = _collapsed(scored, rule) if collapse_duplicates else [r for r, _ in scored]
+        groups = collapse([v for _, v in scored], rule) if collapse_duplicates else [[i] for i in range(len(scored))]
+        results = _shown(scored, groups, min_score)
         return SearchPage(query.describe(), results[offset:offset + limit], not any_relevant, offset, limit)
 
     def _score(self, query: np.ndarray, hits: list[Hit],
@@ -213,6 +211,13 @@ class SearchEngine:
         relevant = calibrator.relevant(probability)
         visual = bool(self.visual_dim)
         folds = [found[h.id].visual if visual else found[h.id].vector for h in hits]
+        if using == VISUAL and hits and all(f is not None for f in folds):
+            # A near-duplicate of the query image is a good match whatever the library looks like: the fold rule's
+            # verdict (fitted for zero distinct photos folded, bench/dedupe_fit.py) needs no library statistics, and
+            # a small library full of one photo's copies is exactly where a library z-score cannot tell.
+            near = DEFAULT_RULE.matches(split_visual(query), split_visual(np.stack(folds)))
+            relevant = relevant | near
+            probability = np.where(near, np.maximum(probability, 0.5), probability)
         rows = zip(hits, probability, relevant, folds, strict=True)
         return [(self._result(h, float(p), bool(r)), None if v is None else np.asarray(v, np.float32))
                 for h, p, r, v in rows]
@@ -266,15 +271,23 @@ class SearchEngine:
         return str(path) if path.exists() else None
 
 
-def _collapsed(scored: list[tuple[SearchResult, np.ndarray | None]], rule: FoldRule | float) -> list[SearchResult]:
-    """Fold near-duplicates into the best-ranked member of their group (results without a vector stand alone)."""
-    if len(scored) < 2:
-        return [r for r, _ in scored]
+def _shown(scored: list[tuple[SearchResult, np.ndarray | None]], groups: list[list[int]],
+           min_score: float | None) -> list[SearchResult]:
+    """One result per group of near-duplicates (its best-ranked member, the others' paths as `duplicates`), kept
+    when any member passes: relevant (`min_score=None`) or calibrated >= min_score. Folding before filtering keeps
+    a family together whichever copy the query happens to match best."""
     out = []
-    for group in collapse([v for _, v in scored], rule):
-        head = scored[group[0]][0]
-        twins = [p for i in group[1:] for p in scored[i][0].paths]
-        out.append(SearchResult(**{**head.__dict__, "duplicates": twins}) if twins else head)
+    for group in groups:
+        members = [scored[i][0] for i in group]
+        passing = [m.relevant if min_score is None else m.calibrated >= min_score for m in members]
+        if not any(passing):
+            continue
+        head = members[0]
+        twins = [p for m in members[1:] for p in m.paths]
+        if twins:
+            head = SearchResult(**{**head.__dict__, "duplicates": twins, "relevant": any(m.relevant for m in members),
+                                   "calibrated": max(m.calibrated for m in members)})
+        out.append(head)
     return out
 
 
