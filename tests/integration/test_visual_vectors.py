@@ -56,6 +56,11 @@ def test_new_index_stores_both_vectors_in_one_pass(tmp_path, library):
         bundle = svc.slot()
         assert dims == {SEMANTIC: bundle.dim, VISUAL: bundle.model.visual_dim}
         assert svc.catalog.visual_dim(name) == bundle.model.visual_dim  # the catalog records it
+        from indexer.owner.status import status_report
+
+        report_json = status_report(svc.catalog, svc.store, svc.settings)
+        assert report_json["collection"]["visual_dim"] == bundle.model.visual_dim
+        assert report_json["collection"]["points_without_visual"] == 0
         assert svc.store.count(name, VectorFilter(has_visual=False)) == 0
         for point in svc.store.scroll(name, with_vectors=True):
             assert point.visual is not None and abs(np.linalg.norm(point.visual) - 1) < 1e-3
