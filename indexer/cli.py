@@ -5,6 +5,7 @@
     python -m indexer /mnt/nas --watch --poll 30 poll instead of inotify (network mounts)
     python -m indexer status [--json]            files indexed / pending / failed (with reasons) / deleted
     python -m indexer forget FOLDER              drop a folder's files from the index (e.g. a retired drive)
+    python -m indexer check [--repair] [--json]  verify catalog, vectors and files agree; --repair fixes the drift
 """
 
 from __future__ import annotations
@@ -69,7 +70,7 @@ def settings_from(args: argparse.Namespace) -> IndexerSettings:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    if argv and argv[0] in ("status", "forget"):
+    if argv and argv[0] in ("status", "forget", "check"):
         from indexer.cli_admin import main as admin_main
 
         return admin_main(argv)

@@ -1,6 +1,8 @@
-"""`python -m indexer status` and `python -m indexer forget`: look at and tidy an index without scanning.
+"""`python -m indexer status`, `forget` and `check`: look at, tidy and verify an index without scanning.
 
-Status goes through the owner's API when an indexer owns the data home (the embedded store admits one process).
+Status and check go through the owner's API when an indexer owns the data home (the embedded store admits one
+process); an owner that is still starting is given a few seconds to publish its API. None of these creates a data
+home: pointed at one that does not exist, they say so.
 """
 
 from __future__ import annotations
@@ -8,9 +10,10 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from pathlib import Path
 
-from indexer.cli_common import add_common_options
+from indexer.cli_common import add_common_options, setup_logging
 from indexer.settings import IndexerSettings
 
 
@@ -18,16 +21,51 @@ def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog=f"python -m indexer {argv[0]}")
     if argv[0] == "forget":
         parser.add_argument("folder", type=Path, help="folder whose files leave the index")
+    if argv[0] == "check":
+        parser.add_argument("--repair", action="store_true", help="fix what the check finds (re-embed or delete)")
     add_common_options(parser)
     args = parser.parse_args(argv[1:])
+    if argv[0] == "check":
+        setup_logging(args.verbose)
     settings = IndexerSettings.from_env(home=args.home, db_url=args.db_url, qdrant_url=args.qdrant_url,
                                         qdrant_api_key=args.qdrant_api_key)
-    if argv[0] == "status":
-        return status(settings, args.json)
-    return forget(settings, args.folder.expanduser().resolve(), args.json)
+    from indexer.owner.ownership import HomeOwnedError
+    from indexer.stores.diskspace import DiskFullError
+    from indexer.stores.homedir import NoHomeError, require_home
+
+    try:
+        require_home(settings.home)
+        if argv[0] == "status":
+            return status(settings, args.json)
+        if argv[0] == "check":
+            from indexer.cli_check import check
+
+            return check(settings, args.repair, args.json, owner_client(settings.home))
+        return forget(settings, args.folder.expanduser().resolve(), args.json)
+    except (NoHomeError, HomeOwnedError, DiskFullError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+
+
+OWNER_START_WAIT = 5.0  # seconds an owner that holds the lock gets to publish its API (it loads stores first)
+
+
+def owner_client(home: Path):
+    """The owner's client; waits while the lock is held but the API is not published yet. None: no owner."""
+    from indexer.owner.client import OwnerClient
+    from indexer.owner.ownership import is_locked
+
+    deadline = time.monotonic() + OWNER_START_WAIT
+    while True:
+        client = OwnerClient.find(home)
+        if client is not None or not is_locked(home) or time.monotonic() > deadline:
+            return client
+        time.sleep(0.1)
 
 
 def status(settings: IndexerSettings, as_json: bool) -> int:
+    from indexer.stores.fsnames import display
+
     report = _status_report(settings)
     if as_json:
         print(json.dumps(report, indent=2, default=str))
@@ -48,16 +86,14 @@ def status(settings: IndexerSettings, as_json: bool) -> int:
     print(f"store       {store.get('kind')} at {store.get('where')}; catalog {report.get('catalog', {}).get('where')}")
     print("files       " + ", ".join(f"{counts.get(k, 0)} {k}" for k in ("indexed", "pending", "failed", "deleted")))
     for failure in counts.get("failures", [])[:20]:
-        print(f"  failed: {failure['path']}: {failure['reason']}")
+        print(f"  failed: {display(failure['path'])}: {failure['reason']}")
     if report.get("watching"):
-        print(f"watching    {', '.join(report.get('roots', []))}")
+        print(f"watching    {', '.join(display(r) for r in report.get('roots', []))}")
     return 0
 
 
 def _status_report(settings: IndexerSettings) -> dict:
-    from indexer.owner.client import OwnerClient
-
-    client = OwnerClient.find(settings.home)
+    client = owner_client(settings.home)
     if client is not None:
         return client.status()
     from indexer.owner.ownership import Ownership
@@ -65,7 +101,7 @@ def _status_report(settings: IndexerSettings) -> dict:
     from indexer.stores.catalog import Catalog
     from indexer.stores.factory import open_vector_store
 
-    with Ownership.acquire(settings.home, "indexer status"):
+    with Ownership.acquire(settings.home, "indexer status", create=False):
         catalog = Catalog.for_home(settings.home, settings.db_url)
         store = open_vector_store(settings.home, settings.qdrant_url, settings.qdrant_api_key)
         try:
@@ -82,7 +118,7 @@ def forget(settings: IndexerSettings, folder: Path, as_json: bool) -> int:
     from indexer.stores.factory import open_vector_store
 
     try:
-        lock = Ownership.acquire(settings.home, "indexer forget")
+        lock = Ownership.acquire(settings.home, "indexer forget", create=False)
     except HomeOwnedError as err:
         print(f"error: {err}", file=sys.stderr)
         return 1

@@ -15,12 +15,28 @@ import time
 from indexer.cli_common import install_stop_handlers, print_report
 from indexer.owner.ownership import HomeOwnedError, Ownership
 from indexer.settings import IndexerSettings
+from indexer.stores.diskspace import BATCH_WRITE_BYTES, DiskFullError, is_disk_full
+from indexer.stores.homedir import NoHomeError
 from indexer.stores.vectors import VectorStoreError
 
 log = logging.getLogger("indexer")
 
 
 def run(settings: IndexerSettings, *, as_json: bool = False, port: int = 0) -> int:
+    """Exit status 0 on success; store and disk failures are one clear line on stderr, not a traceback."""
+    try:
+        return _run(settings, as_json, port)
+    except Exception as err:
+        if not (is_disk_full(err) or isinstance(err, NoHomeError)):
+            raise
+        message = err if isinstance(err, (DiskFullError, NoHomeError)) else DiskFullError(
+            settings.home, BATCH_WRITE_BYTES, None, "writing the index")
+        log.debug("stopped by", exc_info=err)
+        print(f"error: {message}", file=sys.stderr)
+        return 1
+
+
+def _run(settings: IndexerSettings, as_json: bool, port: int) -> int:
     try:
         ownership = _own(settings)
     except HomeOwnedError as err:
@@ -54,6 +70,8 @@ def _work(service, ownership, settings: IndexerSettings, as_json: bool, port: in
     install_stop_handlers(service.stop)
     server = _start_api(service, ownership, port) if settings.watch and ownership is not None else None
     try:
+        if settings.watch:
+            service.start_watching()  # before the scan: what arrives meanwhile is queued, not lost
         report = service.scan()
         print_report(report, as_json)
         if settings.watch and not service.stop.is_set():
@@ -101,7 +119,7 @@ def _delegate(settings: IndexerSettings, err: HomeOwnedError, as_json: bool) -> 
         return 1
     print(f"the data home is owned by process {err.owner.pid if err.owner else '?'}; asking it to index "
           f"{', '.join(map(str, settings.roots))}", file=sys.stderr)
-    job = client.index([str(p) for p in settings.roots])
+    job = client.index([str(p) for p in settings.roots], add_roots=True)  # the user asked for these
     started = time.monotonic()
     result = client.wait(job, timeout=None)
     if as_json:

@@ -90,9 +90,13 @@ class LocalBackend:
         from indexer.owner.ownership import Ownership
         from indexer.stores.catalog import Catalog
         from indexer.stores.factory import open_vector_store
+        from indexer.stores.homedir import NoHomeError, require_home
 
-        self.home = home
-        self._ownership = Ownership.acquire(home, "search") if own and qdrant_url is None else None
+        try:
+            self.home = require_home(home)  # a search is a read: a mistyped --home is an error, never a new home
+        except NoHomeError as err:
+            raise NoIndexError(str(err)) from None
+        self._ownership = Ownership.acquire(home, "search", create=False) if own and qdrant_url is None else None
         try:
             self.catalog = Catalog.for_home(home, db_url)
             active = self.catalog.active_collection()

@@ -100,6 +100,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def render(page) -> str:
+    from indexer.stores.fsnames import display  # names that are not UTF-8 print as \xNN, never crash the print
+
     if not page.results:
         return f"no good match for {page.query!r}" + (" (try --min-score 0 for the closest photos)"
                                                         if page.no_good_match else "")
@@ -107,7 +109,7 @@ def render(page) -> str:
     for r in page.results:
         taken = (r.taken_at or "")[:10]
         extra = f"  (+{len(r.duplicates)} similar)" if r.duplicates else ""
-        lines.append(f"{r.calibrated:5.2f}  {'yes' if r.relevant else 'no':>3}  {taken:10}  {r.path}{extra}")
+        lines.append(f"{r.calibrated:5.2f}  {'yes' if r.relevant else 'no':>3}  {taken:10}  {display(r.path)}{extra}")
     if page.no_good_match:
         lines.append("no good match; these are the closest photos")
     return "\n".join(lines)

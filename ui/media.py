@@ -15,6 +15,7 @@ import re
 from pathlib import Path
 
 from indexer.scan.hashing import content_hash
+from indexer.stores.fsnames import from_text
 from indexer.stores.vectors import point_id
 
 HEX_HASH = re.compile(r"^[0-9a-f]{64}$")
@@ -62,7 +63,7 @@ class MediaGuard:
             raise Refused(f"{path} does not hold that photo")
         for candidate in [path] if path else paths:
             try:
-                data = Path(candidate).read_bytes()
+                data = Path(from_text(candidate)).read_bytes()  # payload paths are in the text form
             except OSError:
                 continue
             if content_hash(data) == digest:

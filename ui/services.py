@@ -127,7 +127,7 @@ class OwnerServices(Services):
         return self.client.status()
 
     def index(self, folders: list[str]) -> str:
-        return self.client.index(folders)
+        return self.client.index(folders, add_roots=True)  # the user asked for these folders in the UI
 
     def job(self, job_id: str) -> dict[str, Any]:
         return self.client.job(job_id)

@@ -21,7 +21,8 @@ WordNet-ish class (animal, tool, building, …) for broad queries ("an animal") 
 
 What `materialize(DIR, seed=…)` writes (all paths inside the TSVs are relative to DIR):
 
-- the photos, RGB JPEG re-encodes of the decoded image (no EXIF, no original bytes), under camera-style names;
+- the photos under `library/` (the folder to index as a library), RGB JPEG re-encodes of the decoded image (no
+  EXIF, no original bytes, at most 2048 px a side), under camera-style names;
 - `captions.tsv` (`path<TAB>caption<TAB>category`, with a header), every photo;
 - `dev.tsv` / `heldout.tsv` (`path<TAB>caption`, no header: what `models.evaluate`, `models.train` and
   bench/offline_eval.py read), the fixed-seed split of `split()`; photos sharing a caption stay on one side;
@@ -29,8 +30,10 @@ What `materialize(DIR, seed=…)` writes (all paths inside the TSVs are relative
   caption plus, where the file name says something, the name as the owner would type it: "taj mahal", "cassy
   dancing", "M31") and its held-out counterpart (photos of the heldout half), `path<TAB>text`;
 - `nonsense_dev.txt` / `nonsense_heldout.txt`: absent-concept queries (from `photoset_nonsense.txt`), split by seed;
-- `dups/…` + `dup_families.tsv` (`family<TAB>split<TAB>variant<TAB>path<TAB>params`): near-duplicate families
-  (original, resize 25–50%, JPEG q40–70, crop ≤ 10%, a burst shot: small shift/rotation + brightness);
+- `dups/…` (kept out of `library/`, so plain retrieval runs see no variants) and `dup_families.tsv`
+  (`family<TAB>split<TAB>variant<TAB>path<TAB>params`): near-duplicate families of 20 photos per half, by seed
+  (the original in `library/`, resize 25–50%, JPEG q40–70, crop ≤ 10%, a burst shot: small shift/rotation and
+  a brightness change);
 - `same_class_pairs.tsv` (`split<TAB>relation<TAB>path_a<TAB>path_b<TAB>caption_a<TAB>caption_b`): distinct
   photos with the same caption or category, which must never be folded together;
 - `manifest.json`: the arguments, counts and {key: path}; a second call with the same arguments reuses the files.
@@ -62,14 +65,15 @@ HERE = Path(__file__).resolve().parent
 LIST = HERE / "photoset.tsv"
 NONSENSE = HERE / "photoset_nonsense.txt"
 DEFAULT_SEED = 0
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # bump whenever what materialize writes changes: a stored copy of another version is rewritten
 ENV_DIR = "LOUPE_PHOTOSET_DIR"
 DEB_SOURCES = ("mate-backgrounds", "plasma-workspace-wallpapers", "lomiri-wallpapers-16.04", "lomiri-wallpapers-20.04",
-               "scratch", "opencv-doc", "stellarium-data")
+               "scratch", "opencv-doc", "stellarium-data", "scribus-template")
 SOURCES = ("gcompris", "skimage", "sklearn", *DEB_SOURCES)
 RESERVED = ("tuxpaint-stamps",)  # never a source: independent evaluation uses it
 SPLITS = ("dev", "heldout")
 JPEG_QUALITY = 92
+LIBRARY, DUPS = "library", "dups"  # the photos (a library root to scan), the near-duplicate variants (only for folds)
 MAX_SIDE = 2048  # wallpapers come at 5120 px; a phone photo's size is plenty and keeps benches fast
 
 
@@ -301,21 +305,22 @@ def _camera_name(folder: str, number: int, when: datetime, rng: random.Random) -
 
 
 def camera_paths(keys: Iterable[str], seed: int = DEFAULT_SEED, *, prefix: str = "") -> dict[str, str]:
-    """{key: relative path} with unique camera-style names in a few nested folders, by seed."""
-    keys = sorted(set(keys))
-    rng = _rng(seed, "names", prefix)
-    rng.shuffle(keys)
+    """{key: relative path} with unique camera-style names in a few nested folders, by seed.
+
+    Each key's folder, number and time come from its own hash, so adding photos to the list leaves the other
+    photos' names alone (only a rare collision moves on to the next free number)."""
     out, used = {}, set()
-    counters = {folder: rng.randrange(100, 8000) for folder in _FOLDERS}
     start = datetime(2016, 1, 1)
-    for key in keys:
+    for key in sorted(set(keys)):
+        rng = _rng(seed, "name", prefix, key)
         folder = rng.choice(_FOLDERS)
-        counters[folder] += rng.randrange(1, 9)
+        number = rng.randrange(1, 10000)
         when = start + timedelta(seconds=rng.randrange(8 * 365 * 86400))
-        path = f"{prefix}{folder}/{_camera_name(folder, counters[folder] % 10000, when, rng)}"
-        while path in used:  # wrapped counters or a same-second phone shot
-            counters[folder] += 1
-            path = f"{prefix}{folder}/{_camera_name(folder, counters[folder] % 10000, when, rng)}"
+        path = f"{prefix}{folder}/{_camera_name(folder, number, when, rng)}"
+        while path in used:
+            number = number % 9999 + 1
+            when += timedelta(seconds=1)
+            path = f"{prefix}{folder}/{_camera_name(folder, number, when, rng)}"
         used.add(path)
         out[key] = path
     return out
@@ -481,8 +486,9 @@ def materialize(out_dir: str | Path | None = None, *, seed: int = DEFAULT_SEED, 
             log.info("reusing %s (same arguments)", out_dir)
             return stored
     out_dir.mkdir(parents=True, exist_ok=True)
+    _remove_stale(out_dir, manifest_path)
     sides = split(all_photos, seed)
-    paths = camera_paths((p.key for p in all_photos), seed)
+    paths = camera_paths((p.key for p in all_photos), seed, prefix=LIBRARY + "/")
     originals = load_bytes(photos, download=download, gcompris=gcompris)
     written, changed, failed = {}, [], []
     images = {}
@@ -523,7 +529,7 @@ def materialize(out_dir: str | Path | None = None, *, seed: int = DEFAULT_SEED, 
     family_rows = []
     family_photos = family_sample([p for p in kept], sides, families_per_split, seed)
     variant_keys = [f"{p.key}#{v}" for p in family_photos for v in VARIANTS[1:]]
-    variant_paths = camera_paths(variant_keys, seed, prefix="dups/")
+    variant_paths = camera_paths(variant_keys, seed, prefix=DUPS + "/")
     for number, photo in enumerate(family_photos):
         family = f"F{number:03d}"
         family_rows.append((family, sides[photo.key], "original", written[photo.key], "{}"))
@@ -549,10 +555,32 @@ def materialize(out_dir: str | Path | None = None, *, seed: int = DEFAULT_SEED, 
     return manifest
 
 
+def _remove_stale(out_dir: Path, manifest_path: Path) -> None:
+    """Delete the photos a previous manifest in `out_dir` lists (and only those), so a rewrite with other
+    arguments never leaves uncaptioned photos behind for a library scan to pick up."""
+    try:
+        previous = json.loads(manifest_path.read_text()).get("files", {})
+    except (OSError, ValueError):
+        return
+    for relative in previous.values():
+        target = (out_dir / relative).resolve()
+        if out_dir.resolve() in target.parents and target.suffix.lower() in (".jpg", ".jpeg") and target.is_file():
+            target.unlink()
+            folder = target.parent
+            while folder != out_dir.resolve() and folder.is_dir() and not any(folder.iterdir()):
+                folder.rmdir()
+                folder = folder.parent
+    manifest_path.unlink(missing_ok=True)
+
+
 def counts(photos: Sequence[Photo], sides: dict[str, str]) -> dict[str, dict[str, int]]:
     return {"source": dict(sorted(Counter(p.source for p in photos).items())),
             "category": dict(Counter(p.category for p in photos).most_common()),
             "split": dict(sorted(Counter(sides[p.key] for p in photos).items())),
+            "category_by_split": {side: dict(Counter(p.category for p in photos if sides[p.key] == side)
+                                             .most_common()) for side in SPLITS},
+            "source_by_split": {side: dict(sorted(Counter(p.source for p in photos if sides[p.key] == side)
+                                                  .items())) for side in SPLITS},
             "captions": {"distinct": len({p.caption for p in photos})}}
 
 
@@ -599,8 +627,11 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     c = manifest["counts"]
     print(f"{sum(c['source'].values())} photos, {c['captions']['distinct']} distinct captions in {out}")
-    for what in ("source", "split", "category"):
-        print(f"{what:>9}: " + ", ".join(f"{k} {v}" for k, v in c[what].items()))
+    print("    split: " + ", ".join(f"{k} {v}" for k, v in c["split"].items()))
+    for what in ("source", "category"):
+        by_split = c.get(f"{what}_by_split", {"dev": {}, "heldout": {}})
+        print(f"{what:>9}: " + ", ".join(f"{k} {v} ({by_split['dev'].get(k, 0)}/{by_split['heldout'].get(k, 0)})"
+                                        for k, v in c[what].items()) + "   (dev/heldout)")
     print(f"  inhouse: train {manifest['inhouse']['train']}, heldout {manifest['inhouse']['heldout']} pairs")
     nonsense = nonsense_split(args.seed)
     print(f" nonsense: dev {len(nonsense['dev'])}, heldout {len(nonsense['heldout'])} queries")

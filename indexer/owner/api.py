@@ -4,8 +4,11 @@ The embedded vector stores admit one process at a time, so the process that owns
 serves everyone else through this API: a CLI query then costs no model load, and the UI can search while the
 watcher writes. It listens on 127.0.0.1 only, and every endpoint but `/health` and the OpenAPI spec needs
 `Authorization: Bearer <token>` with the token from the data home's 0600 `owner.token`: other local users can
-reach the port, but not read the token. Vectors are not upserted here: only the owner's indexer writes them, so the
-catalog and the store stay in step. Handlers are plain `def`s: FastAPI runs them in its thread pool (all of the
+reach the port, but not read the token. Vectors are never written, deleted or overwritten here: only the owner's
+indexer does that, so the catalog and the store stay in step (a reader that changed tags asks the owner to rebuild
+those payloads from the catalog: `/payloads/sync`; `/check` verifies and repairs the invariant). Paths are guarded
+(`indexer.owner.pathguard`): `/embed/image` reads only photos of the index, `/index` never takes system folders.
+Handlers are plain `def`s: FastAPI runs them in its thread pool (all of the
 model, SQLite and Qdrant Edge block).
 """
 
@@ -24,7 +27,6 @@ import threading
 import time
 import typing
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Annotated, Any
 
 import numpy as np
@@ -35,6 +37,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
 from indexer.owner.jobs import MAX_JOBS_KEPT, JobRunner
+from indexer.owner.pathguard import UNAVAILABLE, PathRefused, indexable_folder, read_indexed_image
 from indexer.owner.status import status_report
 from indexer.scan.decode import DecodeError, decode_image
 from indexer.stores.vectors import (
@@ -83,6 +86,7 @@ class TextsBody(Body):
 class ImageBody(Body):
     path: str | None = None  # absolute path on the owner's machine
     data_b64: str | None = None  # the file's bytes, base64
+    name: str | None = Field(None, max_length=4096)  # what to call uploaded bytes in an error (e.g. the file name)
 
 
 class QueryBody(Body):
@@ -111,13 +115,17 @@ class ScrollBody(CountBody):
     batch: int = Field(256, ge=1, le=10_000)  # points per store call and per streamed chunk
 
 
-class PayloadBody(IdsBody):
-    payload: dict[str, Any]
-    overwrite: bool = False  # replace the payload instead of merging into it
+class SyncBody(Body):
+    hashes: list[str] = Field(max_length=100_000)  # content hashes whose payloads follow the catalog again
+
+
+class CheckBody(Body):
+    repair: bool = False
 
 
 class IndexBody(Body):
     paths: list[str] = Field(min_length=1)  # absolute folder paths
+    add_roots: bool = False  # also follow them from now on (only when the user asked for it: CLI, UI)
 
 
 def _vector_filter(body: BaseModel | None) -> VectorFilter | None:
@@ -181,12 +189,14 @@ class OwnerApi:
 
     def embed_image(self, body: ImageBody) -> dict[str, Any]:
         """An image vector, decoded and preprocessed exactly as the indexer does, so it matches stored vectors."""
-        data, name = _image_bytes(body)
+        data, name = _image_bytes(body, self.service)
         bundle = self.service.serving_slot()()
         try:
             decoded = decode_image(data, min_side=2 * bundle.input_size, name=name,
                                    max_megapixels=self.service.settings.max_megapixels)
         except DecodeError as err:
+            if body.path is not None:  # the same answer as for a path outside the index: no oracle
+                raise ApiError(422, "unavailable_image", UNAVAILABLE) from err
             raise ApiError(422, "undecodable", str(err)) from err
         pixels = bundle.preprocess(decoded.image).unsqueeze(0)  # (1, 3, H, W)
         with self.model_lock:
@@ -240,21 +250,25 @@ class OwnerApi:
 
         return StreamingResponse(lines(), media_type="application/x-ndjson")
 
-    def payload(self, collection: str, body: PayloadBody) -> dict[str, Any]:
-        store, name = self.service.store, check_collection_name(collection)
-        with _store_errors():
-            (store.overwrite_payload if body.overwrite else store.set_payload)(name, body.ids, body.payload)
+    def sync_payloads(self, body: SyncBody) -> dict[str, Any]:
+        """Rebuild these contents' payloads from the catalog (e.g. after `search.tag --write` changed tags)."""
+        with self.service.work_lock, _store_errors():
+            self.service.sync.refresh(body.hashes)
         return {"ok": True}
 
-    def delete(self, collection: str, body: IdsBody) -> dict[str, Any]:
+    def check(self, body: CheckBody) -> dict[str, Any]:
+        """Verify catalog ↔ vectors ↔ files; `repair` fixes the drift (the owner's own writes, under its lock)."""
         with _store_errors():
-            self.service.store.delete(check_collection_name(collection), body.ids)
-        return {"ok": True}
+            return self.service.check(repair=body.repair).summary()
 
     def index(self, body: IndexBody) -> dict[str, Any]:
-        """Add folders to the roots and scan them in the background; poll GET /jobs/{job_id}."""
-        roots = tuple(_folder(p) for p in body.paths)
-        self.service.add_roots(roots)
+        """Scan folders in the background (poll GET /jobs/{job_id}); with `add_roots`, keep following them."""
+        try:
+            roots = tuple(indexable_folder(p, self.service.settings.home) for p in body.paths)
+        except PathRefused as err:
+            raise ApiError(422, err.code, str(err)) from None
+        if body.add_roots:
+            self.service.add_roots(roots)
         return {"job_id": self.jobs.submit(roots).id}
 
     def job(self, job_id: str) -> dict[str, Any]:
@@ -264,33 +278,18 @@ class OwnerApi:
         return dataclasses.asdict(job)
 
 
-def _image_bytes(body: ImageBody) -> tuple[bytes, str]:
+def _image_bytes(body: ImageBody, service) -> tuple[bytes, str]:
     if (body.path is None) == (body.data_b64 is None):
         raise ApiError(422, "invalid", "send exactly one of 'path' (absolute, on the owner's machine) and 'data_b64'")
     if body.data_b64 is not None:
         try:
-            return base64.b64decode(body.data_b64, validate=True), "uploaded image"
+            return base64.b64decode(body.data_b64, validate=True), body.name or "uploaded image"
         except binascii.Error as err:
             raise ApiError(422, "invalid", f"data_b64 is not base64: {err}") from err
-    path = _absolute(body.path)
     try:
-        return path.read_bytes(), str(path)
-    except OSError as err:
-        raise ApiError(422, "unreadable", f"{path}: {err.strerror or err}") from err
-
-
-def _folder(raw: str) -> Path:
-    path = _absolute(raw)
-    if not path.is_dir():
-        raise ApiError(422, "not_a_folder", f"{raw} is not a folder the owner can see")
-    return path
-
-
-def _absolute(raw: str) -> Path:
-    """Paths are the owner's: a relative one would resolve against the owner's working folder, not the caller's."""
-    if not Path(raw).is_absolute():
-        raise ApiError(422, "invalid", f"path {raw!r} is relative; the owner needs an absolute path")
-    return Path(raw)
+        return read_indexed_image(body.path, service.catalog, service.roots), body.path
+    except PathRefused as err:
+        raise ApiError(422, err.code, str(err)) from None
 
 
 # -- the app ------------------------------------------------------------------------------------------------------
@@ -312,15 +311,17 @@ class BearerCheck:
                            "the token in the data home's owner.token", {"WWW-Authenticate": "Bearer"})
 
 
-# (method, path, OwnerApi method): everything but /health needs the token. No upsert: only the indexer writes vectors.
+# (method, path, OwnerApi method): everything but /health needs the token. No upsert, delete or payload overwrite:
+# only the owner's indexer writes vectors.
 PRIVATE_ROUTES = [
     ("GET", "/status", "status"),
     ("POST", "/embed/texts", "embed_texts"),
     ("POST", "/embed/image", "embed_image"),
     ("GET", "/vectors/collections", "collections"),
     ("GET", "/vectors/{collection}/dims", "dims"),
-    *(("POST", f"/vectors/{{collection}}/{op}", op)
-      for op in ("query", "retrieve", "count", "scroll", "payload", "delete")),
+    *(("POST", f"/vectors/{{collection}}/{op}", op) for op in ("query", "retrieve", "count", "scroll")),
+    ("POST", "/payloads/sync", "sync_payloads"),
+    ("POST", "/check", "check"),
     ("POST", "/index", "index"),
     ("GET", "/jobs/{job_id}", "job"),
 ]

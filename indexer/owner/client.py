@@ -103,27 +103,38 @@ class OwnerClient:
         return np.asarray(answer["vectors"], dtype=np.float32).reshape(len(texts), answer["dim"])
 
     def embed_image(self, path: str | Path | None = None, data: bytes | None = None) -> np.ndarray:
-        """(D,) float32 unit vector of an image file (read by the owner) or of its bytes (sent to it)."""
+        """(D,) float32 unit vector of an image file or of its bytes. A file is read here, with the caller's own
+        rights, and sent: the owner reads paths only for photos of its index (`indexer.owner.pathguard`)."""
         return self.embed_image_both(path, data)[0]
 
     def embed_image_both(self, path: str | Path | None = None,
                          data: bytes | None = None) -> tuple[np.ndarray, np.ndarray | None]:
-        """(text-aligned (D,), visual (V,) or None) unit vectors of an image, from one forward pass on the owner."""
+        """(text-aligned (D,), visual (V,) or None) unit vectors of an image, from one forward pass on the owner;
+        read and sent as `embed_image` does."""
         if (path is None) == (data is None):
             raise ValueError("give exactly one of path and data")
+        name = "uploaded image"
         if path is not None:
-            body = {"path": str(Path(path).expanduser().resolve())}
-        else:
-            body = {"data_b64": base64.b64encode(data).decode("ascii")}
+            path = Path(path).expanduser().resolve()
+            data, name = path.read_bytes(), str(path)
+        body = {"data_b64": base64.b64encode(data).decode("ascii"), "name": name}
         answer = self._call("POST", "/embed/image", body)
         visual = answer.get("visual")
         return (np.asarray(answer["vector"], dtype=np.float32),
                 None if visual is None else np.asarray(visual, dtype=np.float32))
 
-    def index(self, paths: Sequence[str | Path]) -> str:
-        """Ask the owner to add these folders to its roots and index them; returns the job id."""
-        body = {"paths": [str(Path(p).expanduser().resolve()) for p in paths]}
+    def index(self, paths: Sequence[str | Path], *, add_roots: bool = False) -> str:
+        """Ask the owner to index these folders (and, with `add_roots`, to keep following them); the job id."""
+        body = {"paths": [str(Path(p).expanduser().resolve()) for p in paths], "add_roots": add_roots}
         return self._call("POST", "/index", body)["job_id"]
+
+    def check(self, repair: bool = False) -> dict[str, Any]:
+        """The owner's self-check (`indexer.scan.check.Findings.summary()`), repaired by the owner with `repair`."""
+        return self._call("POST", "/check", {"repair": repair})
+
+    def sync_payloads(self, hashes: Sequence[str]) -> None:
+        """Ask the owner to rebuild these contents' payloads from the catalog (after a tag change)."""
+        self._call("POST", "/payloads/sync", {"hashes": sorted(set(hashes))})
 
     def job(self, job_id: str) -> dict[str, Any]:
         """{id, paths, state: queued|running|done|failed, report, error, submitted, finished}."""
@@ -192,8 +203,9 @@ class OwnerClient:
 class RemoteVectorStore:
     """The owner's vector store through its API, with the `VectorStore` protocol's types and errors.
 
-    Reads and payload edits go through; `upsert`, `ensure_collection` and `drop_collection` raise
-    `ReadOnlyStoreError`, because only the owner's indexer writes vectors (it keeps the catalog in step).
+    Reads go through; every write (`upsert`, `delete`, payload edits, collections) raises `ReadOnlyStoreError`,
+    because only the owner's indexer writes vectors (it keeps the catalog in step). A payload that must follow a
+    catalog change is rebuilt by the owner: `sync_payloads`, which `PayloadSync.refresh` uses on its own.
     """
 
     def __init__(self, client: OwnerClient):
@@ -222,14 +234,16 @@ class RemoteVectorStore:
         return self.client._call("GET", "/vectors/collections")["collections"]
 
     def set_payload(self, name: str, ids: str | Sequence[str], payload: dict[str, Any]) -> None:
-        self._post(name, "payload", {"ids": as_id_list(ids), "payload": payload, "overwrite": False})
+        raise self._read_only("edit payloads")
 
     def overwrite_payload(self, name: str, ids: str | Sequence[str], payload: dict[str, Any]) -> None:
-        self._post(name, "payload", {"ids": as_id_list(ids), "payload": payload, "overwrite": True})
+        raise self._read_only("overwrite payloads")
 
     def delete(self, name: str, ids: Sequence[str]) -> None:
-        if ids:
-            self._post(name, "delete", {"ids": as_id_list(ids)})
+        raise self._read_only("delete vectors")
+
+    def sync_payloads(self, hashes: Sequence[str]) -> None:
+        self.client.sync_payloads(hashes)
 
     def retrieve(self, name: str, ids: Sequence[str], with_vectors: bool = False) -> list[VectorPoint]:
         answer = self._post(name, "retrieve", {"ids": as_id_list(ids), "with_vectors": with_vectors})

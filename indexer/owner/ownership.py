@@ -17,6 +17,8 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from indexer.stores.homedir import prepare_home
+
 LOCK, INFO, TOKEN = "owner.lock", "owner.json", "owner.token"
 
 
@@ -53,8 +55,9 @@ class Ownership:
         self.token = secrets.token_urlsafe(32)
 
     @classmethod
-    def acquire(cls, home: Path, purpose: str) -> Ownership:
-        home.mkdir(parents=True, exist_ok=True)
+    def acquire(cls, home: Path, purpose: str, *, create: bool = True) -> Ownership:
+        """Take the lock; `create=False` (readers) raises `NoHomeError` for a home that does not exist."""
+        prepare_home(home, create=create)
         fd = os.open(home / LOCK, os.O_RDWR | os.O_CREAT, 0o600)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

@@ -7,6 +7,7 @@ the batch in flight is finished, everything is flushed, and the stores are close
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from dataclasses import dataclass, field
@@ -15,6 +16,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from indexer.owner.modelslot import ModelSlot, complete_collection, resolve_model, target_collection
+from indexer.scan.check import Findings, IndexCheck
 from indexer.scan.decode import IMAGE_EXTENSIONS
 from indexer.scan.pipeline import Pipeline
 from indexer.scan.reconcile import Reconciled, Reconciler
@@ -24,6 +26,7 @@ from indexer.scan.visual import VisualBackfill, prepare_collection
 from indexer.scan.walk import FileFilter
 from indexer.settings import IndexerSettings
 from indexer.stores.catalog import Catalog
+from indexer.stores.diskspace import BATCH_WRITE_BYTES, ensure_free
 from indexer.stores.factory import open_vector_store
 from indexer.stores.vectors import VectorFilter, VectorStore
 
@@ -48,7 +51,7 @@ class RunReport:
 
 
 class IndexerService:
-    def __init__(self, settings: IndexerSettings, *, progress: bool = False):
+    def __init__(self, settings: IndexerSettings, *, progress: bool = False, startup_check: bool = True):
         self.settings = settings
         self.progress = progress
         self.stop = threading.Event()
@@ -83,6 +86,10 @@ class IndexerService:
         self._watcher = None  # (observer, handler) while watching
         self.work_lock = threading.Lock()  # one writer at a time: the scan/watch loop and API "index" requests
         self.repaired = self.sync.sweep()  # a crash may have left vectors of deleted contents
+        # The cheap self-check (counts; the full check only on a mismatch). A collection still being built lacks
+        # vectors by design; its scan fills them in.
+        self.startup_findings = (IndexCheck(self.catalog, self.store, self.sync, self.collection.name).quick_check()
+                                 if startup_check and self.collection.status == "ready" else None)
 
     @property
     def watching(self) -> bool:
@@ -124,6 +131,20 @@ class IndexerService:
         report.seconds = time.monotonic() - started
         return report
 
+    def check(self, *, repair: bool = False, filesystem: bool = True) -> Findings:
+        """Verify catalog ↔ vector store ↔ filesystem; with `repair`, fix the drift and re-embed at once what lost
+        its vector (files that are not on disk any more are marked deleted instead)."""
+        checker = IndexCheck(self.catalog, self.store, self.sync, self.collection.name)
+        with self.work_lock:
+            if not repair:
+                return checker.verify(filesystem=filesystem)
+            found = checker.repair(filesystem=filesystem)
+            if found.reembed:
+                report = RunReport()
+                self._process(Reconciled(candidates=found.reembed), report, "re-embedding")
+                found.repaired["reembedded"] = report.embedded + report.reused
+        return found
+
     def handle(self, files: list[Path], folders: list[Path]) -> RunReport:
         """Process settled watch events: whole folders are rescanned, single files reconciled."""
         report, started = RunReport(), time.monotonic()
@@ -140,6 +161,7 @@ class IndexerService:
     def _process(self, rec: Reconciled, report: RunReport, label: str | None) -> None:
         """Candidates first, then deletions: a move's new path must find the content's vector still there."""
         if rec.candidates:
+            ensure_free(self.settings.home, BATCH_WRITE_BYTES, "indexing new photos")
             bar = tqdm(total=len(rec.candidates), desc=label, unit="img", disable=not (self.progress and label),
                        dynamic_ncols=True)
             try:
@@ -149,6 +171,9 @@ class IndexerService:
             report.embedded += result.embedded
             report.reused += result.reused
             report.failed += result.failed
+            # Files that vanished mid-pipeline are deletions (a rename's new name arrives as its own event or scan
+            # entry); one that is back already stays pending and is read again.
+            rec.vanished += [p for p in result.vanished if not os.path.lexists(p)]
         if not self.stop.is_set():  # a stop mid-run leaves deletions to the next scan: consistent either way
             self.reconciler.finish(rec)
         report.add(rec)
@@ -219,29 +244,34 @@ class IndexerService:
             self.catalog.set_meta(key, calibrated.to_json())
         return calibrated
 
-    def watch(self, on_batch=None) -> None:
-        """Follow filesystem events until `stop` is set."""
-        from indexer.scan.watch import start_observer
+    def start_watching(self) -> SettleQueue:
+        """Schedule the observer (idempotent). Called before the first scan, so that files arriving while it runs are
+        queued and handled right after it under the same settle rules: no start-up gap."""
+        if self._watcher is None:
+            from indexer.scan.watch import start_observer
 
-        queue = SettleQueue(self.settings.settle)
-        self.queue = queue
-        observer, handler = start_observer(self.roots, queue, self.rules, self.settings.poll)
-        self._watcher = (observer, handler)
-        log.info("watching %s", ", ".join(map(str, self.roots)))
+            self.queue = SettleQueue(self.settings.settle)
+            self._watcher = start_observer(self.roots, self.queue, self.rules, self.settings.poll)
+            log.info("watching %s", ", ".join(map(str, self.roots)))
+        return self.queue
+
+    def watch(self, on_batch=None) -> None:
+        """Follow filesystem events until `stop` is set; a batch that fails is logged and retried (`WatchLoop`)."""
+        from indexer.owner.watchloop import WatchLoop
+
+        queue = self.start_watching()
+        self.watch_loop = WatchLoop(self, queue, on_batch)  # kept: its counters tell how often a batch was retried
         try:
-            while not self.stop.is_set():
-                queue.wakeup.wait(queue.next_deadline())
-                queue.wakeup.clear()
-                files, folders = queue.ready()
-                if files or folders:
-                    report = self.handle(files, folders)
-                    if on_batch is not None:
-                        on_batch(report)
+            self.watch_loop.run()
         finally:
+            observer, _ = self._watcher
             self._watcher = None
             observer.stop()
-            observer.join(timeout=5)
+            observer.join(timeout=2)
 
     def close(self) -> None:
+        if self._watcher is not None:  # started before a scan that then failed
+            self._watcher[0].stop()
+            self._watcher = None
         self.store.close()
         self.catalog.close()

@@ -13,6 +13,7 @@ from typing import Any
 
 from indexer.settings import IndexerSettings
 from indexer.stores.catalog import META_DEFAULT_MODEL, Catalog
+from indexer.stores.fsnames import to_text  # paths in answers are valid Unicode (JSON)
 from indexer.stores.records import CollectionInfo
 from indexer.stores.vectors import VectorFilter, VectorStore, VectorStoreError
 
@@ -39,14 +40,14 @@ def status_report(
         "model": catalog.get_meta(META_DEFAULT_MODEL),
         "files": {
             **counts,
-            "failures": [{"path": path, "reason": reason} for path, reason in failures[:MAX_FAILURES_LISTED]],
+            "failures": [{"path": to_text(path), "reason": reason} for path, reason in failures[:MAX_FAILURES_LISTED]],
         },
         "collection": _collection(active, store, catalog.visual_dim(active.name)) if active else None,
         "collections": [_collection(info, None, catalog.visual_dim(info.name)) for info in catalog.list_collections()],
         "text_version": _text_version(settings.home, active),
         "catalog": {"where": catalog.where},
         "store": store_description(store),
-        "roots": [str(root) for root in (settings.roots if roots is None else roots)],
+        "roots": [to_text(str(root)) for root in (settings.roots if roots is None else roots)],
         "watching": watching,
     }
 

@@ -16,7 +16,7 @@ import logging
 import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -41,6 +41,7 @@ class Prepared:
     pixels: torch.Tensor | None = None  # (3, H, W) preprocessed, None when no model call is needed
     content: ContentInfo | None = None
     error: str | None = None
+    vanished: bool = False  # moved or deleted while in flight: the reconciler records it, nothing is marked failed
 
 
 @dataclass
@@ -48,6 +49,7 @@ class BatchReport:
     embedded: int = 0  # files whose content went through the model
     reused: int = 0  # files whose content already had a vector (moves, renames, duplicates)
     failed: int = 0
+    vanished: list[str] = field(default_factory=list)  # gone mid-pipeline: to be reconciled as deletions
 
 
 class Pipeline:
@@ -70,7 +72,9 @@ class Pipeline:
         for item in self._prepared(paths, stop):
             if progress is not None:
                 progress.update(1)
-            if item.error is not None:
+            if item.vanished:
+                report.vanished.append(item.path)
+            elif item.error is not None:
                 self.catalog.mark_failed(item.path, item.error)
                 report.failed += 1
             elif item.pixels is None:
@@ -101,10 +105,20 @@ class Pipeline:
                 yield future.result()
 
     def _prepare(self, path: str) -> Prepared:
+        """Never raises: every fault of one file (gone, unreadable, undecodable, odd metadata, a thumbnail that
+        cannot be written) is that file's outcome, so one file can never end a scan or the watcher."""
         try:
-            data = Path(path).read_bytes()
+            return self._prepare_or_raise(path)
+        except FileNotFoundError:
+            return Prepared(path, vanished=True)  # moved/deleted between the event and now: not a failure
         except OSError as err:
             return Prepared(path, error=f"unreadable: {err.strerror or err}")
+        except Exception as err:  # a bug in a decoder plugin or in metadata parsing must stay one file's problem
+            log.warning("unexpected error preparing %r", path, exc_info=True)
+            return Prepared(path, error=f"unexpected error: {type(err).__name__}: {err}"[:500])
+
+    def _prepare_or_raise(self, path: str) -> Prepared:
+        data = Path(path).read_bytes()
         digest = content_hash(data)
         if self.catalog.has_embedding(digest, self.collection):
             return Prepared(path, hash=digest)
@@ -119,14 +133,21 @@ class Pipeline:
     def _content(self, path: str, digest: str, decoded) -> ContentInfo:
         meta = decoded.metadata
         taken = meta.taken_at or datetime.fromtimestamp(Path(path).stat().st_mtime, tz=timezone.utc)
-        thumb = None
-        if self.thumbnails_dir is not None:
-            dest = thumbnail_path(self.thumbnails_dir, digest)
+        return ContentInfo(digest, decoded.width, decoded.height, taken, meta.camera_make, meta.camera_model,
+                           meta.gps_lat, meta.gps_lon, self._thumbnail(digest, decoded))
+
+    def _thumbnail(self, digest: str, decoded) -> str | None:
+        """A thumbnail that cannot be written (full disk, odd image mode) costs the thumbnail, not the photo."""
+        if self.thumbnails_dir is None:
+            return None
+        dest = thumbnail_path(self.thumbnails_dir, digest)
+        try:
             if not dest.exists():
                 make_thumbnail(decoded.image, dest, self.thumbnail_size)
-            thumb = str(dest.relative_to(self.thumbnails_dir))
-        return ContentInfo(digest, decoded.width, decoded.height, taken, meta.camera_make, meta.camera_model,
-                           meta.gps_lat, meta.gps_lon, thumb)
+        except Exception as err:
+            log.warning("no thumbnail for %s: %s", digest[:12], err)
+            return None
+        return str(dest.relative_to(self.thumbnails_dir))
 
     def _attach(self, items: list[Prepared]) -> None:
         """Known content at a new path: no model call, only paths change."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import errno
 import logging
+import os
 from pathlib import Path
 
 from watchdog.events import FileSystemEvent, FileSystemEventHandler
@@ -33,7 +34,7 @@ class _Handler(FileSystemEventHandler):
         dest = getattr(event, "dest_path", "")
         paths = [(event.src_path, event.event_type == "closed")] + ([(dest, True)] if dest else [])
         for raw, complete in paths:  # a rename's destination is complete at once (rename is atomic)
-            path = Path(raw if isinstance(raw, str) else raw.decode())
+            path = Path(os.fsdecode(raw))  # bytes names that are not UTF-8 stay exact (surrogateescape)
             if event.is_directory:
                 if event.event_type != "modified" and not self._hidden(path):
                     self.queue.touch_folder(path)

@@ -20,6 +20,7 @@ from sqlalchemy import Column, Connection, Row, Select, Table, and_, delete, exi
 from sqlalchemy.engine import make_url
 
 from indexer.stores import catalog_schema as schema
+from indexer.stores import fsnames
 from indexer.stores.catalog_schema import chunks as _chunks
 from indexer.stores.catalog_schema import collections, contents, embeddings, files, meta, tags
 from indexer.stores.catalog_schema import utc_now as _now
@@ -76,8 +77,11 @@ class Catalog(schema.Database):
 
     @classmethod
     def for_home(cls, home: Path, url: str | None = None) -> Catalog:
-        """The data home's catalog: `url` when given (PostgreSQL for shared use), else `<home>/catalog.db`."""
-        return cls.open(url or home / "catalog.db")
+        """The data home's catalog: `url` when given (PostgreSQL for shared use), else `<home>/catalog.db` (0600)."""
+        from indexer.stores.homedir import prepare_home, private_file
+
+        prepare_home(home)
+        return cls.open(url or private_file(home / "catalog.db"))
 
     def __enter__(self) -> Catalog:
         return self
@@ -122,6 +126,7 @@ class Catalog(schema.Database):
         folder = os.path.normpath(folder)
         prefix = folder if folder.endswith(os.sep) else folder + os.sep
         # substr, not LIKE: SQLite's LIKE ignores ASCII case and both treat '_' and '%' in paths as wildcards.
+        prefix = fsnames.to_text(prefix)  # substr works on the stored (text) form of the path
         inside = or_(files.c.folder == folder, func.substr(files.c.folder, 1, len(prefix)) == prefix)
         query = select(files).where(inside).order_by(files.c.path)
         if statuses is not None:
@@ -293,6 +298,11 @@ class Catalog(schema.Database):
 
     def forget_embeddings(self, hashes: Iterable[str], collection: str) -> int:
         return self._delete_where(embeddings, embeddings.c.content_hash, hashes, embeddings.c.collection == collection)
+
+    def embedded_hashes(self, collection: str) -> set[str]:
+        """Every content whose vector is recorded in `collection` (the self-check compares it with the store)."""
+        query = select(embeddings.c.content_hash).where(embeddings.c.collection == collection)
+        return self._read(lambda conn: set(conn.execute(query).scalars()))
 
     def has_embedding(self, content_hash: str, collection: str) -> bool:
         return not self.missing_embeddings([content_hash], collection)

@@ -53,6 +53,7 @@ from sqlalchemy.engine import Connection, Engine, Row, make_url
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.pool import StaticPool
 
+from indexer.stores import fsnames
 from indexer.stores.records import (
     COLLECTION_STATUSES,
     FILE_STATUSES,
@@ -72,6 +73,20 @@ _CHUNK = 500  # rows per IN (...) list or executemany batch: far below both back
 _PG_RETRYABLE = {"40001", "40P01", "23505"}  # serialization failure, deadlock detected, unique violation
 # SQLite only auto-increments a column declared exactly INTEGER PRIMARY KEY; PostgreSQL wants 64 bits.
 _ID = BigInteger().with_variant(Integer, "sqlite")
+
+
+class FsPath(TypeDecorator):
+    """A file path: the filesystem's form in Python (undecodable bytes as surrogates), valid Unicode in the database
+    (`indexer.stores.fsnames`), so a name that is not UTF-8 is stored, matched and read back exactly."""
+
+    impl = Text
+    cache_ok = True
+
+    def process_bind_param(self, value: str | None, dialect) -> str | None:
+        return None if value is None else fsnames.to_text(value)
+
+    def process_result_value(self, value: str | None, dialect) -> str | None:
+        return None if value is None else fsnames.from_text(value)
 
 
 class UTCDateTime(TypeDecorator):
@@ -111,8 +126,8 @@ files = Table(
     "files",
     metadata,
     Column("id", _ID, primary_key=True, autoincrement=True),
-    Column("path", Text, nullable=False, unique=True),
-    Column("folder", Text, nullable=False, index=True),
+    Column("path", FsPath, nullable=False, unique=True),
+    Column("folder", FsPath, nullable=False, index=True),
     Column("ext", String(16), nullable=False),
     Column("size", BigInteger, nullable=False),
     Column("mtime_ns", BigInteger, nullable=False),  # ~1.7e18 today: PostgreSQL's 32-bit INTEGER would overflow

@@ -24,7 +24,12 @@ def open_vector_store(
     collection creation; they are ignored for the embedded store, which is one shard on one machine.
     """
     if url is None:
+        from indexer.stores.diskspace import edge_open_bytes, ensure_free
+        from indexer.stores.homedir import prepare_home
         from indexer.stores.vectors_edge import EdgeVectorStore
+
+        prepare_home(home)
+        ensure_free(home, edge_open_bytes(home / "vectors"), "opening the embedded vector store (its write-ahead log)")
 
         return EdgeVectorStore(home / "vectors")
     from indexer.stores.vectors_server import ServerVectorStore

@@ -49,6 +49,8 @@ from typing import Any, Literal, Protocol, runtime_checkable
 
 import numpy as np
 
+from indexer.stores import fsnames
+
 log = logging.getLogger(__name__)
 
 UNIT_NORM_TOLERANCE = 1e-3
@@ -225,7 +227,8 @@ def point_id(content_hash: str) -> str:
 
 
 def normalize_folder(folder: str) -> str:
-    return os.path.normpath(folder)
+    """As payloads hold folders: normalised, in the text form (an fs-form folder with odd bytes still matches)."""
+    return fsnames.as_text(os.path.normpath(folder))
 
 
 def ancestor_folders(paths: Iterable[str]) -> list[str]:
@@ -245,7 +248,9 @@ def build_payload(
     tags: Iterable[str] = (),
     camera: str | None = None,
 ) -> dict[str, Any]:
-    """The payload of one content, per the convention in this module's docstring."""
+    """The payload of one content, per the convention in this module's docstring. Paths in the fs form are stored
+    in the text form (`indexer.stores.fsnames`): payloads must be valid Unicode."""
+    paths = [fsnames.to_text(p) for p in paths]
     return {
         "content_hash": content_hash,
         "paths": sorted(paths),

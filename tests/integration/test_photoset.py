@@ -69,14 +69,17 @@ def test_split_is_deterministic_disjoint_and_keeps_captions_together(photos):
 
 
 def test_camera_names_carry_no_caption_words(photos):
-    paths = photoset.camera_paths((p.key for p in photos), seed=0)
+    paths = photoset.camera_paths((p.key for p in photos), seed=0, prefix=photoset.LIBRARY + "/")
     assert len(set(paths.values())) == len(photos)
     caption_words = {w for p in photos for w in photoset.name_words(p.caption)}
     leaked = {path: photoset.name_words(path) & caption_words for path in paths.values()}
     assert not {path: words for path, words in leaked.items() if words}
     camera_style = re.compile(r"(IMG_|DSC_?|PXL_)[0-9_]{4,}\.(jpg|JPG)")
     assert all(camera_style.fullmatch(path.rsplit("/", 1)[-1]) for path in paths.values())
-    assert paths == photoset.camera_paths(reversed([p.key for p in photos]), seed=0)
+    assert paths == photoset.camera_paths(reversed([p.key for p in photos]), seed=0, prefix=photoset.LIBRARY + "/")
+    some = [p.key for p in photos[::7]]
+    assert photoset.camera_paths(some, seed=0, prefix=photoset.LIBRARY + "/") == {k: paths[k] for k in some}, \
+        "adding photos renames no other"
 
 
 def test_libraries_for_the_hard_cases(photos):
@@ -113,6 +116,7 @@ def test_materialize_writes_readable_jpegs_and_reuses_them(photos, gcompris, tmp
                                     gcompris=gcompris)
     assert set(manifest["files"]) >= set(keys) and not manifest["failed"]
     for key in keys:
+        assert manifest["files"][key].startswith(photoset.LIBRARY + "/")
         path = tmp_path / manifest["files"][key]
         with Image.open(path) as image:
             assert image.format == "JPEG" and image.mode == "RGB"
@@ -136,3 +140,7 @@ def test_materialize_writes_readable_jpegs_and_reuses_them(photos, gcompris, tmp
     assert again["files"] == manifest["files"]
     assert stamp == {p: (tmp_path / p).stat().st_mtime_ns for p in again["files"].values()}, "cached, not rewritten"
     assert json.loads((tmp_path / "manifest.json").read_text())["arguments"]["keys"] == sorted(keys)
+    fewer = photoset.materialize(tmp_path, seed=0, keys=keys[:2], families_per_split=0, download=False,
+                                 gcompris=gcompris)
+    on_disk = {str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*") if p.suffix.lower() == ".jpg"}
+    assert on_disk == set(fewer["files"].values()), "a rewrite leaves no photo of the previous copy behind"
