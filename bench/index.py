@@ -353,6 +353,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--watch-files", type=int, default=20, help="files per watch-latency mode")
     parser.add_argument("--watch-modes", nargs="+", choices=["write", "rename"], default=["write", "rename"])
     parser.add_argument("--skip-watch", action="store_true", help="skip the watch-latency rows")
+    parser.add_argument("--memory", action="store_true",
+                        help="also run a real --watch owner (bench/owner_memory.py): peak RSS while indexing, "
+                             "RSS after --idle seconds, with and without releasing the idle model")
+    parser.add_argument("--idle", type=float, default=60.0, help="idle seconds before the memory table's last sample")
     parser.add_argument("--workdir", type=Path, help="data homes and library links (default: a temp dir, removed)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
@@ -397,6 +401,12 @@ def main(argv: list[str] | None = None) -> None:
     print_table(e2e, model, model1, decode, args.workers, watch)
     print_breakdown(stages, wall_per_run, args.n)
     print_budget(stages, model, model1, args.n, cpus)
+    if args.memory:
+        from bench.owner_memory import memory_table
+
+        with tempfile.TemporaryDirectory() as tmp:
+            print(f"\nmemory of a `--watch` owner indexing the same {args.n} files:\n")
+            print(memory_table(files[:args.n], args.model, args.idle, Path(tmp)))
 
 
 if __name__ == "__main__":

@@ -15,8 +15,8 @@ import logging
 import sys
 from pathlib import Path
 
-from indexer.cli_common import add_common_options, setup_logging
-from indexer.settings import DEFAULT_IGNORES, DEFAULT_MODEL, IndexerSettings
+from indexer.cli_common import add_common_options, given_flags, setup_logging
+from indexer.settings import DEFAULT_IGNORES, DEFAULT_MODEL_HELP, IndexerSettings
 
 log = logging.getLogger("indexer")
 
@@ -29,8 +29,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--poll", type=float, metavar="SECONDS", help="poll every SECONDS instead of native events")
     parser.add_argument("--settle", type=float, default=2.0, metavar="SECONDS",
                         help="a file must be unchanged this long before it is read (default 2)")
-    parser.add_argument("--model", help=f"model preset (default: the index's recorded model, else {DEFAULT_MODEL}); "
-                                        "changing it builds a new collection while the old one serves")
+    parser.add_argument("--model", help=f"model preset ({DEFAULT_MODEL_HELP}); changing it builds a new collection "
+                                        "while the old one serves")
     parser.add_argument("--device", help="cpu, cuda, cuda:N (default: CUDA when available)")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--workers", type=int, help="decode threads (default: CPU count, at most 8)")
@@ -45,6 +45,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--max-megapixels", type=float, default=180.0, help="refuse larger images (bomb guard)")
     parser.add_argument("--tag-vocabulary", metavar="NAME|FILE",
                         help="tag new photos as they arrive: 'default' (the shipped vocabulary) or a vocabulary file")
+    parser.add_argument("--runtime", choices=("auto", "torch", "onnxruntime"),
+                        help="inference runtime (default torch). onnxruntime: fp32 on CPU, measured ~4x torch with "
+                             "identical vectors (pip install 'loupe[onnx]'; exports once into the model cache); "
+                             "auto: times both on this machine once per tower and keeps the faster")
+    parser.add_argument("--image-idle", type=float, metavar="SECONDS",
+                        help="with --watch: release the model after this long without new photos (default 30) ...")
+    parser.add_argument("--text-idle", type=float, metavar="SECONDS",
+                        help="... and without queries (default 600); it loads again on the next one")
     parser.add_argument("--port", type=int, default=0, help="local API port with --watch (default: a free one)")
     for name, help_text in (("--shard-number", "Qdrant server: shards per collection"),
                             ("--replication-factor", "Qdrant server: copies of each shard"),
@@ -65,6 +73,8 @@ def settings_from(args: argparse.Namespace) -> IndexerSettings:
         ignore=DEFAULT_IGNORES + tuple(args.ignore), thumbnails=not args.no_thumbnails,
         max_megapixels=args.max_megapixels, tag_vocabulary=args.tag_vocabulary,
         visual_vectors=not args.no_visual_vectors,
+        image_idle_s=args.image_idle, runtime=args.runtime,
+        text_idle_s=args.text_idle,
     )
 
 
@@ -74,7 +84,8 @@ def main(argv: list[str] | None = None) -> int:
         from indexer.cli_admin import main as admin_main
 
         return admin_main(argv)
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
     setup_logging(args.verbose)
     missing = [str(p) for p in args.paths if not p.expanduser().is_dir()]
     if missing:
@@ -91,4 +102,4 @@ def main(argv: list[str] | None = None) -> int:
             return 2
     from indexer.run import run
 
-    return run(settings, as_json=args.json, port=args.port)
+    return run(settings, as_json=args.json, port=args.port, flags=given_flags(parser, args))

@@ -13,7 +13,7 @@ import sys
 import time
 from pathlib import Path
 
-from indexer.cli_common import add_common_options, setup_logging
+from indexer.cli_common import add_common_options, given_flags, ignored_flags_warning, setup_logging
 from indexer.settings import IndexerSettings
 
 
@@ -36,7 +36,7 @@ def main(argv: list[str]) -> int:
     try:
         require_home(settings.home)
         if argv[0] == "status":
-            return status(settings, args.json)
+            return status(settings, args.json, given_flags(parser, args))
         if argv[0] == "check":
             from indexer.cli_check import check
 
@@ -63,10 +63,10 @@ def owner_client(home: Path):
         time.sleep(0.1)
 
 
-def status(settings: IndexerSettings, as_json: bool) -> int:
+def status(settings: IndexerSettings, as_json: bool, flags: list[str] = ()) -> int:
     from indexer.stores.fsnames import display
 
-    report = _status_report(settings)
+    report = _status_report(settings, list(flags))
     if as_json:
         print(json.dumps(report, indent=2, default=str))
         return 0
@@ -84,17 +84,26 @@ def status(settings: IndexerSettings, as_json: bool) -> int:
     elif collection:
         print("visual      none yet: the next scan adds it (`python -m indexer FOLDER`)")
     print(f"store       {store.get('kind')} at {store.get('where')}; catalog {report.get('catalog', {}).get('where')}")
-    print("files       " + ", ".join(f"{counts.get(k, 0)} {k}" for k in ("indexed", "pending", "failed", "deleted")))
+    print("files       " + ", ".join(f"{counts.get(k, 0)} {k}"
+                                     for k in ("indexed", "pending", "failed", "moved", "deleted")))
     for failure in counts.get("failures", [])[:20]:
         print(f"  failed: {display(failure['path'])}: {failure['reason']}")
+    print(f"folders     {', '.join(display(r) for r in report.get('indexed_roots') or []) or '—'}")
+    for slot in report.get("models_loaded") or []:
+        state = "loaded" if slot.get("loaded") else "not loaded (loads on the next photo or query)"
+        print(f"in memory   {slot.get('name')}: {state}; idle {slot.get('image_idle_s')} s (images), "
+              f"{slot.get('text_idle_s')} s (text)")
     if report.get("watching"):
         print(f"watching    {', '.join(display(r) for r in report.get('roots', []))}")
     return 0
 
 
-def _status_report(settings: IndexerSettings) -> dict:
+def _status_report(settings: IndexerSettings, flags: list[str]) -> dict:
     client = owner_client(settings.home)
     if client is not None:
+        warning = ignored_flags_warning(flags, client.pid)  # the owner reports on its own stores
+        if warning:
+            print(warning, file=sys.stderr)
         return client.status()
     from indexer.owner.ownership import Ownership
     from indexer.owner.status import status_report
@@ -116,6 +125,7 @@ def forget(settings: IndexerSettings, folder: Path, as_json: bool) -> int:
     from indexer.scan.sync import PayloadSync
     from indexer.stores.catalog import Catalog
     from indexer.stores.factory import open_vector_store
+    from indexer.stores.roots import forget_roots
 
     try:
         lock = Ownership.acquire(settings.home, "indexer forget", create=False)
@@ -129,6 +139,7 @@ def forget(settings: IndexerSettings, folder: Path, as_json: bool) -> int:
             records = catalog.files_under(str(folder), statuses=("pending", "indexed", "failed"))
             hashes = {r.content_hash for r in records if r.content_hash}
             count = catalog.mark_deleted([r.path for r in records])
+            forget_roots(catalog, folder)
             PayloadSync(catalog, store).refresh(hashes)
         finally:
             store.close()

@@ -26,6 +26,24 @@ def add_common_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
 
 
+NOT_SETTINGS = {"help", "paths", "home", "json", "verbose", "folder"}  # flags that say what to do, not how
+
+
+def given_flags(parser: argparse.ArgumentParser, args: argparse.Namespace) -> list[str]:
+    """The settings flags given on the command line (values other than their defaults), as `--name`."""
+    return [max(action.option_strings, key=len) for action in parser._actions
+            if action.option_strings and action.dest not in NOT_SETTINGS
+            and getattr(args, action.dest, action.default) != action.default]
+
+
+def ignored_flags_warning(flags: list[str], pid) -> str | None:
+    """Said on stderr when the owner does the work with its own settings, so a flag would be silently ignored."""
+    if not flags:
+        return None
+    return (f"warning: {', '.join(flags)} cannot take effect: process {pid or '?'} owns the data home and works with "
+            "its own settings (stop it and run again, or start it with these flags)")
+
+
 def setup_logging(verbose: bool) -> None:
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     for noisy in ("httpx", "uvicorn.access", "watchdog"):
@@ -33,14 +51,30 @@ def setup_logging(verbose: bool) -> None:
 
 
 def print_report(report, as_json: bool) -> None:
-    data = asdict(report)
+    data = report if isinstance(report, dict) else asdict(report)
     if as_json:
         print(json.dumps(data))
         return
-    print(f"{data['embedded']} embedded, {data['reused']} reused (moved/renamed/duplicate), {data['failed']} failed, "
-          f"{data['deleted']} deleted, {data['unchanged']} unchanged in {data['seconds']:.1f}s")
-    for root in data["skipped_roots"]:
+    print(report_line(data))
+    for root in data.get("skipped_roots", []):
         print(f"warning: {root} looked unmounted or empty; its files were left as they are", file=sys.stderr)
+
+
+def report_line(data: dict) -> str:
+    """One sentence a person reads: '3 new photos embedded, 1 moved or renamed, … in 2.1 s' (zeros left out)."""
+    moved = data.get("moved", 0)
+    copies = max(0, data.get("reused", 0) - moved)  # known photos at new paths that are not the far end of a move
+    parts = [(data.get("embedded", 0), "new photo embedded", "new photos embedded"),
+             (moved, "moved or renamed", "moved or renamed"),
+             (copies, "copy of a known photo", "copies of known photos"),
+             (data.get("deleted", 0), "deleted", "deleted"),
+             (data.get("failed", 0), "failed (see `python -m indexer status`)",
+              "failed (see `python -m indexer status`)")]
+    said = [f"{n} {one if n == 1 else many}" for n, one, many in parts if n]
+    unchanged = data.get("unchanged", 0)
+    if unchanged:
+        said.append(f"{unchanged} unchanged")
+    return f"{', '.join(said) or 'nothing to index'} in {data.get('seconds', 0.0):.1f} s"
 
 
 def install_stop_handlers(stop) -> None:

@@ -10,9 +10,9 @@ import contextlib
 import json
 import logging
 import sys
-import time
+from dataclasses import asdict
 
-from indexer.cli_common import install_stop_handlers, print_report
+from indexer.cli_common import ignored_flags_warning, install_stop_handlers, print_report, report_line
 from indexer.owner.ownership import HomeOwnedError, Ownership
 from indexer.settings import IndexerSettings
 from indexer.stores.diskspace import BATCH_WRITE_BYTES, DiskFullError, is_disk_full
@@ -22,10 +22,13 @@ from indexer.stores.vectors import VectorStoreError
 log = logging.getLogger("indexer")
 
 
-def run(settings: IndexerSettings, *, as_json: bool = False, port: int = 0) -> int:
-    """Exit status 0 on success; store and disk failures are one clear line on stderr, not a traceback."""
+def run(settings: IndexerSettings, *, as_json: bool = False, port: int = 0, flags: list[str] = ()) -> int:
+    """Exit status 0 on success; store and disk failures are one clear line on stderr, not a traceback.
+
+    `flags`: the settings flags given on the command line (warned about when an owner does the work).
+    """
     try:
-        return _run(settings, as_json, port)
+        return _run(settings, as_json, port, flags)
     except Exception as err:
         if not (is_disk_full(err) or isinstance(err, NoHomeError)):
             raise
@@ -36,14 +39,14 @@ def run(settings: IndexerSettings, *, as_json: bool = False, port: int = 0) -> i
         return 1
 
 
-def _run(settings: IndexerSettings, as_json: bool, port: int) -> int:
+def _run(settings: IndexerSettings, as_json: bool, port: int, flags: list[str]) -> int:
     try:
         ownership = _own(settings)
     except HomeOwnedError as err:
         if settings.watch:
             print(f"error: {err}", file=sys.stderr)
             return 1
-        return _delegate(settings, err, as_json)
+        return _delegate(settings, err, as_json, list(flags))
     with ownership or contextlib.nullcontext():
         try:
             from indexer.owner.service import IndexerService
@@ -86,12 +89,9 @@ def _work(service, ownership, settings: IndexerSettings, as_json: bool, port: in
 
 def _log_batch(report, as_json: bool) -> None:
     if as_json:
-        from dataclasses import asdict
-
         print(json.dumps({"event": "batch", **asdict(report)}), flush=True)
     else:
-        log.info("%d embedded, %d reused, %d failed, %d deleted", report.embedded, report.reused, report.failed,
-                 report.deleted)
+        log.info("%s", report_line(asdict(report)))
 
 
 def _start_api(service, ownership: Ownership, port: int):
@@ -110,21 +110,25 @@ def settings_token_path(service) -> str:
     return str(service.settings.home / "owner.token")
 
 
-def _delegate(settings: IndexerSettings, err: HomeOwnedError, as_json: bool) -> int:
+def _delegate(settings: IndexerSettings, err: HomeOwnedError, as_json: bool, flags: list[str]) -> int:
     from indexer.owner.client import OwnerClient
 
     client = OwnerClient.find(settings.home)
     if client is None:
         print(f"error: {err}", file=sys.stderr)
         return 1
+    warning = ignored_flags_warning(flags, client.pid)
+    if warning:
+        print(warning, file=sys.stderr)
     print(f"the data home is owned by process {err.owner.pid if err.owner else '?'}; asking it to index "
           f"{', '.join(map(str, settings.roots))}", file=sys.stderr)
     job = client.index([str(p) for p in settings.roots], add_roots=True)  # the user asked for these
-    started = time.monotonic()
     result = client.wait(job, timeout=None)
     if as_json:
         print(json.dumps(result))
+    elif result.get("state") == "done":
+        print_report(result.get("report") or {}, as_json=False)
     else:
-        report = result.get("report") or {}
-        print(f"{result.get('state')}: {report} in {time.monotonic() - started:.1f}s")
+        print(f"error: the owner's indexing job {result.get('state')}: {result.get('error') or 'no reason given'}",
+              file=sys.stderr)
     return 0 if result.get("state") == "done" else 1

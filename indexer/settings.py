@@ -14,6 +14,9 @@ from models.home import data_home
 
 DEFAULT_MODEL = "lit-b16b-2"  # the recommended LiT checkpoint, downloaded once
 FALLBACK_MODEL = "offline-lite"  # what a first run uses when the default cannot be fetched (air-gapped)
+# How every command line states the default (`indexer --help`, `ui --help`, README): one sentence, one place.
+DEFAULT_MODEL_HELP = (f"default: the index's recorded model, else {DEFAULT_MODEL}; a first run that cannot download "
+                      f"it uses {FALLBACK_MODEL}")
 DEFAULT_IGNORES = ("*.tmp", "*.part", "*.crdownload", "*~", ".#*", "*.swp", "@eaDir", "#recycle", ".Trash*")
 
 
@@ -23,6 +26,7 @@ class IndexerSettings:
     roots: tuple[Path, ...] = ()  # folders to index (absolute)
     model: str | None = None  # preset; None = the index's recorded model, else DEFAULT_MODEL
     device: str | None = None  # None = CUDA when available
+    runtime: str = "torch"  # inference: torch, onnxruntime, or auto (the faster of the two per tower, timed once)
     db_url: str | None = None  # SQLAlchemy URL; None = SQLite under home
     qdrant_url: str | None = None  # Qdrant server; None = Qdrant Edge embedded under home
     qdrant_api_key: str | None = None
@@ -43,6 +47,12 @@ class IndexerSettings:
     tag_vocabulary: str | None = None  # tag new photos on arrival with this vocabulary ('default' or a file)
     serve: bool = True  # serve the local API while owning the data home
     visual_vectors: bool = True  # store a visual vector beside the text-aligned one (near-duplicates, "more like this")
+    # A watching owner releases its model once indexing has been idle `image_idle_s` and no query came for
+    # `text_idle_s`. The text timeout is long on purpose: bench/owner_memory.py measured that releasing offline-lite
+    # saves only ~30 MB (importing torch + transformers + timm alone holds ~720 MB RSS here) while the next query
+    # then pays a ~3 s reload; for LiT-B/16 (~0.8 GB of weights) shorten both.
+    image_idle_s: float = 30.0
+    text_idle_s: float = 600.0
     optimize_after: int = 2000  # build the embedded store's HNSW index once this many vectors were added since
 
     @classmethod

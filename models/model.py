@@ -46,6 +46,8 @@ class LitModel(nn.Module):
         self.text_tower = text_tower
         self.logit_scale = nn.Parameter(torch.tensor(float(init_logit_scale)))
         self._image_tower_id: str | None = None
+        self._image_runtime = None  # inference outside torch (models.runtime): pixels -> features
+        self._text_runtime = None  # (ids, mask -> features, the text tower it was exported from)
         self.lock_image_tower()
         self.eval()  # towers built from a config start in train mode (dropout on); inference is the default
 
@@ -87,12 +89,19 @@ class LitModel(nn.Module):
         """Width of the visual vectors `encode_images(..., with_visual=True)` returns."""
         return self.image_tower.visual_dim
 
+    def set_inference(self, image=None, text=None) -> None:
+        """Encode with another runtime (models.runtime): `image(pixels)`, `text = (fn(ids, mask), tower)`."""
+        self._image_runtime, self._text_runtime = image, text
+
     @torch.inference_mode()
     def encode_images(self, pixels: torch.Tensor, with_visual: bool = False):
         """(N, 3, H, W) -> (N, D) unit fp32 vectors in the shared space; with `with_visual`, the pair
         (embedding (N, D), visual (N, V)), both unit, from the same forward pass (see `ImageTower.forward_with_visual`).
         """
         self.assert_locked()
+        if self._image_runtime is not None and not with_visual:
+            return l2_normalize(self._image_runtime(pixels).float())
+        # The visual vector needs the backbone's pooled features, which an exported graph does not give: torch path.
         pixels = pixels.to(self.device, non_blocking=True)
         with autocast(self.device):
             if not with_visual:
@@ -112,6 +121,9 @@ class LitModel(nn.Module):
     def encode_texts(self, texts: list[str]) -> torch.Tensor:  # list of N strings -> (N, D) unit, fp32
         if not texts:
             return torch.empty(0, self.dim)
+        if self._text_runtime is not None and self._text_runtime[1] is self.text_tower:  # not after a promotion
+            tokens = self.text_tower.tokenizer(list(texts))
+            return l2_normalize(self._text_runtime[0](tokens["input_ids"], tokens["attention_mask"]).float())
         return self.text_features(texts)
 
     def contrastive_logits(self, image_vectors: torch.Tensor, text_vectors: torch.Tensor) -> torch.Tensor:

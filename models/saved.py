@@ -13,12 +13,13 @@ import os
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
-from safetensors.torch import load_file, save_file
+if TYPE_CHECKING:  # torch is imported by the functions that move tensors: `read_config` (versions, status) is light
+    import torch
 
-from models.bundle import ModelBundle
-from models.model import LitModel
+    from models.bundle import ModelBundle
+    from models.model import LitModel
 
 FORMAT = "loupe-model"
 FORMAT_VERSION = 1
@@ -53,6 +54,8 @@ def save(bundle: ModelBundle, directory: str | os.PathLike, *, parts: str = "tex
     """Write the model atomically (a temp dir renamed into place). `parts`: 'text' (tuned towers) or 'all'."""
     if parts not in ("text", "all"):
         raise ValueError("parts must be 'text' or 'all'")
+    from safetensors.torch import save_file
+
     target = Path(directory).expanduser()
     state = bundle.model.state_dict()
     if parts == "text":
@@ -85,6 +88,8 @@ def load_saved(directory: str | os.PathLike, *, create: Callable[..., ModelBundl
 
     The registry passes its own `create` in, so this module never imports the registry (which imports it).
     """
+    from safetensors.torch import load_file
+
     config = read_config(directory)
     base = config["base"]
     bundle = create(base["preset"], device="cpu", **base.get("options", {}))

@@ -115,6 +115,11 @@ class TextTower(nn.Module):
         self.output_dim = head_output_dim(self.head_spec, hidden_dim)
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:  # (N, L) -> (N, D)
+        pooled = self.pooled_features(input_ids, attention_mask)
+        return self.head(pooled) if self.head is not None else pooled
+
+    def pooled_features(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """Encoder + pooling, before the head: (N, L) -> (N, H). What `--train head` caches per caption."""
         hidden = self.encoder(
             input_ids=input_ids, attention_mask=attention_mask, token_type_ids=torch.zeros_like(input_ids)
         ).last_hidden_state  # (N, L, H)
@@ -123,4 +128,4 @@ class TextTower(nn.Module):
         else:
             mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
             pooled = (hidden * mask).sum(1) / mask.sum(1).clamp_min(1.0)
-        return self.head(pooled) if self.head is not None else pooled
+        return pooled

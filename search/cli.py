@@ -20,7 +20,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from indexer.stores.vectors import VectorFilter
-from search.options import add_index_options, index_location
+from search.options import add_index_options, ignored_by_owner, index_location
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -90,6 +90,9 @@ def main(argv: list[str] | None = None) -> int:
     except (NoIndexError, RuntimeError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
+    warning = ignored_by_owner(args, engine.backend)
+    if warning:
+        print(warning, file=sys.stderr)
     try:
         page = engine.search(query, filter=filter_from(args), limit=args.limit, offset=args.offset,
                              min_score=args.min_score, collapse_duplicates=not args.no_collapse)

@@ -27,3 +27,19 @@ def index_location(args: argparse.Namespace) -> tuple[Path, dict]:
         "device": args.device,
     }
     return data_home(args.home), options
+
+
+OWNER_IGNORES = (("--qdrant-url", "qdrant_url"), ("--db-url", "db_url"), ("--device", "device"))
+
+
+def ignored_by_owner(args: argparse.Namespace, backend, flags=OWNER_IGNORES) -> str | None:
+    """A warning when flags that only an in-process search can use were given but the owner answers (it has its own
+    stores and model): without it `--qdrant-url` would be silently ignored."""
+    if getattr(backend, "kind", None) != "owner":
+        return None
+    given = [flag for flag, name in flags if getattr(args, name, None)]
+    if not given:
+        return None
+    pid = getattr(getattr(backend, "client", None), "pid", "?")
+    return (f"warning: {', '.join(given)} cannot take effect: process {pid} owns the data home and answers with its "
+            "own stores and model (add --local to open the stores here instead)")

@@ -24,12 +24,11 @@ from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from tqdm import tqdm
 
-from indexer.scan.sync import PayloadSync
-from indexer.stores.catalog import Catalog
 from indexer.stores.vectors import VectorFilter
 from models.tagging import (
     CALIBRATION_META_KEY,
@@ -41,7 +40,10 @@ from models.tagging import (
     sample_library,
 )
 from search.backend import Backend
-from search.options import add_index_options, index_location
+from search.options import OWNER_IGNORES, add_index_options, ignored_by_owner, index_location
+
+if TYPE_CHECKING:  # the catalog pulls in SQLAlchemy (~0.7 s): imported when a run needs it, not for --help
+    from indexer.stores.catalog import Catalog
 
 TAG_SOURCE = "zero-shot"
 BATCH = 512  # vectors classified (and written) at a time
@@ -109,6 +111,8 @@ class FolderTagger:
 
     def write(self, photos: list[PhotoTags]) -> None:
         """Replace these photos' zero-shot tags (catalog, then payloads) and keep the calibration for arrivals."""
+        from indexer.scan.sync import PayloadSync
+
         sync = PayloadSync(self.catalog, self.backend.store)
         for start in range(0, len(photos), BATCH):
             chunk = photos[start:start + BATCH]
@@ -188,6 +192,24 @@ def write_sidecars(photos: list[PhotoTags], warn: Callable[[str], object]) -> tu
     return written, failed
 
 
+def remove_stale_sidecars(folder: str, warn: Callable[[str], object]) -> list[Path]:
+    """Remove the sidecars Loupe created whose photo is gone (after a rename or move, the new path got its own);
+    a person's sidecar with Loupe's tags in it is only reported."""
+    from search.xmp import stale_sidecars
+
+    own, kept = stale_sidecars(folder)
+    removed = []
+    for sidecar in own:
+        try:
+            sidecar.unlink()
+            removed.append(sidecar)
+        except OSError as err:
+            warn(f"warning: cannot remove stale sidecar {sidecar}: {err}")
+    for sidecar in kept:
+        warn(f"note: {sidecar} belongs to a photo that is gone; it holds more than Loupe's tags, so it was left as is")
+    return removed
+
+
 def _inside(path: str, folder: str) -> bool:
     return path.startswith(folder.rstrip(os.sep) + os.sep)
 
@@ -252,6 +274,11 @@ def main(argv: list[str] | None = None) -> int:
     except (NoIndexError, RuntimeError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
+    warning = ignored_by_owner(args, backend, [f for f in OWNER_IGNORES if f[0] != "--db-url"])  # tags: own catalog
+    if warning:
+        print(warning, file=sys.stderr)
+    from indexer.stores.catalog import Catalog
+
     catalog = getattr(backend, "catalog", None)
     own_catalog = catalog is None
     try:
@@ -285,17 +312,20 @@ def _run(args: argparse.Namespace, tagger: FolderTagger, vocabulary: Vocabulary,
     if args.write:
         tagger.write(photos)
     sidecars = write_sidecars(photos, lambda m: print(m, file=sys.stderr))[0] if args.xmp else 0
+    removed = remove_stale_sidecars(folder, lambda m: print(m, file=sys.stderr)) if args.xmp else []
     if args.summary:
         _print_summary(summarize(tagger.stored(folder) if args.write else photos, folder), args.json)
     elif args.json:
         print(json.dumps({"folder": folder, "vocabulary": vocabulary.source, "written": args.write,
-                          "sidecars": sidecars, "photos": [p.to_json() for p in photos]}, indent=2))
+                          "sidecars": sidecars, "sidecars_removed": [str(p) for p in removed],
+                          "photos": [p.to_json() for p in photos]}, indent=2))
     else:
         print(render_photos(photos, folder))
     if not args.json:
         tagged = sum(1 for p in photos if p.tags)
         done = "tags written" if args.write else "nothing written (--write stores the tags)"
         xmp = f", {sidecars} XMP sidecars written" if args.xmp else ""
+        xmp += f", {len(removed)} stale ones removed (their photos were renamed, moved or deleted)" if removed else ""
         print(f"{len(photos)} photos, {tagged} tagged; {done}{xmp}", file=sys.stderr)
     return 0
 

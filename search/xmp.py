@@ -8,6 +8,10 @@ Merging: an existing sidecar keeps everything it holds (ratings, darktable histo
 ElementTree, prefixes re-registered); only `dc:subject` changes. Loupe remembers which subjects *it* added
 (`loupe:autoTags`), so re-tagging with another vocabulary replaces its own keywords and never a person's. Writes are
 atomic (temp file + rename): a crash leaves the old sidecar or the new one, never half of one.
+
+Renames and moves: a sidecar stays where it was when its photo moves. `search.tag --xmp` writes the sidecar at the
+photo's new path and removes stale sidecars (photo gone) only when Loupe created them and they hold nothing else
+(`written_by_loupe`); a person's sidecar that Loupe merged tags into is reported, never removed.
 """
 
 from __future__ import annotations
@@ -49,6 +53,60 @@ def write_sidecar(photo: str | os.PathLike[str], tags: Iterable[str]) -> Path:
     existing = path.read_bytes() if path.exists() else None
     _atomic_write(path, merge_subjects(existing, tags, name=str(path)))
     return path
+
+
+def written_by_loupe(path: str | os.PathLike[str]) -> bool:
+    """True only for a sidecar Loupe created and nobody changed since: `x:xmptk="Loupe"`, one rdf:Description that
+    holds nothing but dc:subject and loupe:autoTags, and every subject one of Loupe's own. Such a file carries
+    nothing but Loupe's tags, so Loupe may remove it; any other sidecar is never touched."""
+    try:
+        root = _parse(Path(path).read_bytes(), str(path))
+    except (OSError, XmpError):
+        return False
+    rdf = root.find(_q("rdf", "RDF"))
+    if root.get(_q("x", "xmptk")) != "Loupe" or rdf is None or len(rdf) != 1:
+        return False
+    description = rdf[0]
+    if description.tag != _q("rdf", "Description") or set(description.attrib) - {_q("rdf", "about")}:
+        return False
+    if {child.tag for child in description} - {_q("dc", "subject"), _q("loupe", "autoTags")}:
+        return False
+    return set(_items_text(description, "dc", "subject")) <= set(_items_text(description, "loupe", "autoTags"))
+
+
+def _items(description: ET.Element, prefix: str, name: str) -> list[ET.Element]:
+    prop = description.find(_q(prefix, name))
+    return [] if prop is None else list(prop.iter(_q("rdf", "li")))
+
+
+def _items_text(description: ET.Element, prefix: str, name: str) -> list[str]:
+    return [li.text or "" for li in _items(description, prefix, name)]
+
+
+def stale_sidecars(folder: str | os.PathLike[str]) -> tuple[list[Path], list[Path]]:
+    """`<photo>.xmp` files under `folder` whose photo is gone (renamed, moved, deleted): (Loupe's own, which may be
+    removed; others that hold Loupe's tags merged into a person's sidecar, which are only reported)."""
+    own, kept = [], []
+    for parent, dirs, names in os.walk(folder):
+        dirs[:] = [d for d in dirs if not d.startswith(".")]
+        for name in sorted(names):
+            if not name.lower().endswith(".xmp") or name.startswith("."):
+                continue
+            sidecar = Path(parent) / name
+            if sidecar.with_name(name[:-4]).exists() or "." not in name[:-4]:
+                continue  # its photo is there, or it is `IMG_1.xmp` naming (Lightroom's), which Loupe never writes
+            if written_by_loupe(sidecar):
+                own.append(sidecar)
+            elif _has_loupe_tags(sidecar):
+                kept.append(sidecar)
+    return own, kept
+
+
+def _has_loupe_tags(path: Path) -> bool:
+    try:
+        return bool(path.read_bytes().count(NS["loupe"].encode()))
+    except OSError:
+        return False
 
 
 def read_subjects(path: str | os.PathLike[str]) -> list[str]:

@@ -16,6 +16,8 @@ import ipaddress
 import sys
 from pathlib import Path
 
+from indexer.settings import DEFAULT_MODEL_HELP
+
 APP = Path(__file__).with_name("app.py")
 
 
@@ -27,7 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--home", help="data home (default: $LOUPE_HOME or ~/.loupe)")
     p.add_argument("--watch", nargs="+", default=[], metavar="FOLDER",
                    help="index these folders and follow their changes (handed to the owner if one runs)")
-    p.add_argument("--model", help="model for a new index (default: the index's own, else offline-lite)")
+    p.add_argument("--model", help=f"model preset ({DEFAULT_MODEL_HELP})")
     p.add_argument("--device", help="cpu or cuda (default: CUDA when available)")
     p.add_argument("--no-browser", action="store_true", help="do not open a browser window")
     return p
@@ -82,7 +84,11 @@ def main(argv: list[str] | None = None) -> int:
     from ui.state import preopen
 
     print("opening the data home…", file=sys.stderr)
-    preopen(app_flags(argv))
+    opened = preopen(app_flags(argv))
+    ignored = [f"--{flag}" for flag in ("model", "device") if getattr(args, flag)]
+    if opened is not None and opened.mode == "owner" and ignored:
+        print(f"warning: {', '.join(ignored)} cannot take effect: process {opened.client.pid} owns the data home and "
+              "searches with its own model (stop it, or start it with these flags)", file=sys.stderr)
     from streamlit.web import cli as streamlit_cli
 
     return streamlit_cli.main(args=argv, prog_name="streamlit", standalone_mode=True)

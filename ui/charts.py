@@ -25,18 +25,26 @@ def loss_curve(points: Sequence[Mapping]) -> pd.DataFrame:
 
 
 def recall_curves(points: Sequence[Mapping]) -> pd.DataFrame:
-    """Held-out recall per epoch, in percent; epoch 0 is the base model."""
+    """Held-out recall per epoch, in percent; epoch 0 is the base model. Empty (no columns) when no epoch was
+    validated, so callers show an empty state rather than a chart with a null axis."""
     rows = [{"epoch": p["epoch"], **{label: 100 * p[k] for k, label in RECALL_KEYS.items() if p.get(k) is not None}}
             for p in points]
     frame = pd.DataFrame(rows)
-    return frame.set_index("epoch") if "epoch" in frame else frame
+    frame = frame.set_index("epoch") if "epoch" in frame else frame
+    return frame.dropna(axis=1, how="all").dropna(axis=0, how="all")
 
 
 def metrics_table(named: Mapping[str, Mapping | None]) -> pd.DataFrame:
-    """Rows = held-out metrics in percent (readable labels), one column per model; missing metrics stay empty."""
+    """Rows = held-out metrics in percent (readable labels), one column per model; missing metrics are NaN (float
+    columns, so they render as '—' and never as 'None'). See `has_metrics` for the empty state."""
     data = {name: [100 * m[k] if m and m.get(k) is not None else None for k in METRIC_LABELS]
             for name, m in named.items()}
-    return pd.DataFrame(data, index=list(METRIC_LABELS.values()))
+    return pd.DataFrame(data, index=list(METRIC_LABELS.values()), dtype=float)
+
+
+def has_metrics(table: pd.DataFrame) -> bool:
+    """False when no model in the table was validated (nothing to compare: show an empty state, not a table)."""
+    return bool(table.notna().any().any())
 
 
 def score_histogram(scores: Mapping[str, Sequence[float]], bins: int = 20) -> pd.DataFrame:

@@ -15,6 +15,7 @@ from ui.training import BASE, VersionBackend, epoch_points, version_rows
 EXAMPLE_QUERIES = "a beach at sunset\na dog\nbirthday party\nsnow in the mountains"
 SHOWN = 4  # results per query and side
 DISTRIBUTION_POOL = 200  # top hits whose scores make the distribution
+FEW_PAIRS = 100  # below this many training pairs a promotion asks for confirmation (a guard, not a fitted constant)
 
 
 def compare_versions(services, collection) -> None:
@@ -25,8 +26,10 @@ def compare_versions(services, collection) -> None:
         return
     label = {row.name: row.name + (" — active" if row.active else "") for row in rows}
     left, right = st.columns(2)
-    a = left.selectbox("Version A", rows, index=0, format_func=lambda r: label[r.name], key="cmp_a")
-    b = right.selectbox("Version B", rows, index=len(rows) - 1, format_func=lambda r: label[r.name], key="cmp_b")
+    # Keyed by the number of versions: when a run adds one, B opens on it (a kept key would keep showing the old one).
+    a = left.selectbox("Version A", rows, index=0, format_func=lambda r: label[r.name], key=f"cmp_a-{len(rows)}")
+    b = right.selectbox("Version B", rows, index=len(rows) - 1, format_func=lambda r: label[r.name],
+                        key=f"cmp_b-{len(rows)}")
     _recall(a, b)
     _example_queries(services, collection, a, b)
     _promote(services, collection, rows, b)
@@ -43,15 +46,23 @@ def _recall(a, b) -> None:
         st.caption("Pick a tuned version to see its held-out recall.")
         return
     table = charts.metrics_table(named)
+    unvalidated = [row.name for row in (a, b) if row.name != BASE and not row.metadata.get("metrics_after")]
+    if unvalidated:
+        st.caption(f"{' and '.join(dict.fromkeys(unvalidated))}: not validated (no held-out captions), so there is "
+                   "no held-out recall to compare.")
+    if not charts.has_metrics(table):
+        return
+    table = table.dropna(axis=1, how="all")
     st.dataframe(table.style.format("{:.1f}", na_rep="—"))
-    st.bar_chart(table.loc[[charts.METRIC_LABELS[k] for k in ("t2i_r1", "t2i_r5", "mean_recall")]], stack=False,
-                 y_label="%", horizontal=True)
+    headline = table.loc[[charts.METRIC_LABELS[k] for k in ("t2i_r1", "t2i_r5", "mean_recall")]]
+    st.bar_chart(headline, stack=False, y_label="%", horizontal=True, height=200)
     columns = st.columns(2)
     for column, row in zip(columns, (a, b), strict=True):
-        history = row.metadata.get("history") or []
-        if history:
+        history, before = row.metadata.get("history") or [], row.metadata.get("metrics_before")
+        curve = charts.recall_curves(epoch_points(history, before))
+        if not curve.empty:
             column.caption(f"{row.name}: held-out recall per epoch (%)")
-            column.line_chart(charts.recall_curves(epoch_points(history, row.metadata.get("metrics_before"))))
+            column.line_chart(curve, height=200)
 
 
 def _example_queries(services, collection, a, b) -> None:
@@ -108,9 +119,14 @@ def _promote(services, collection, rows, chosen) -> None:
 
     active = next((r for r in rows if r.active), rows[0])
     st.markdown(f"Search uses **{active.name}** now.")
+    concerns = [] if chosen.name == BASE or chosen.active else promotion_concerns(chosen.metadata)
+    confirmed = True
+    if concerns:
+        st.warning(f"Promoting **{chosen.name}** may make search worse: " + "; ".join(concerns) + ".")
+        confirmed = st.checkbox(f"Promote {chosen.name} anyway", key="promote-confirm")
     left, right = st.columns(2)
-    if left.button(f"Promote {chosen.name}", key="promote", type="primary",
-                   disabled=chosen.name == BASE or chosen.active):
+    if left.button(f"Promote {chosen.name}", key="promote", type="secondary" if concerns else "primary",
+                   disabled=chosen.name == BASE or chosen.active or not confirmed):
         versions.promote(services.home, chosen.name)
         st.toast(f"Search now uses {chosen.name}")
         st.rerun()
@@ -119,3 +135,22 @@ def _promote(services, collection, rows, chosen) -> None:
         now = versions.rollback(services.home, collection.image_tower_id)
         st.toast(f"Search now uses {now or 'the base model'}")
         st.rerun()
+
+
+def promotion_concerns(metadata: dict) -> list[str]:
+    """Why promoting a tuned version is a risk, in words (empty: validated on enough captions and not worse).
+
+    A version trained on a handful of pairs, or never measured on held-out captions, can make every search worse
+    without anyone noticing; the page then asks for a confirmation instead of offering a one-click promote."""
+    concerns = []
+    pairs = (metadata.get("train_size") or {}).get("pairs")
+    if pairs is not None and pairs < FEW_PAIRS:
+        concerns.append(f"it was trained on only {pairs} caption pair{'' if pairs == 1 else 's'}")
+    before, after = metadata.get("metrics_before") or {}, metadata.get("metrics_after") or {}
+    if not after:
+        concerns.append("it was never validated on held-out captions")
+    elif after.get("mean_recall") is not None and before.get("mean_recall") is not None \
+            and after["mean_recall"] < before["mean_recall"]:
+        concerns.append(f"its held-out recall ({100 * after['mean_recall']:.1f}%) is below the base model's "
+                        f"({100 * before['mean_recall']:.1f}%)")
+    return concerns

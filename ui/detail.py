@@ -12,7 +12,7 @@ import streamlit as st
 
 from search.query import build_query
 from ui.media import Refused
-from ui.widgets import Card, date_text, file_name, grid, more_like
+from ui.widgets import Card, date_text, file_name, grid, is_file_date, more_like
 
 NEIGHBOURS = 8
 
@@ -36,7 +36,7 @@ def detail_view(engine, guard, library, digest: str, path: str | None = None, co
     left.image(jpeg, caption=where, width="stretch")
     with right:
         st.subheader(file_name(where))
-        st.table(_metadata(where, photo))
+        st.table({**_match(digest), **_metadata(where, photo)})
         if photo is not None and photo.tags:
             st.markdown(" ".join(f":blue-badge[{tag}]" for tag in photo.tags))
         st.button("Search for more like this", key="detail-like", on_click=_search_like, args=(digest,))
@@ -49,13 +49,24 @@ def _search_like(digest: str) -> None:
     more_like(digest)
 
 
+def _match(digest: str) -> dict[str, str]:
+    """How this photo scored in the search it was opened from: the verdict the card showed and the numbers behind
+    it (the engine's calibrated score, and the raw cosine similarity the store ranked by)."""
+    found = (st.session_state.get("scores") or {}).get(digest)
+    if found is None:
+        return {}
+    query, calibrated, cosine, label = found
+    return {"Match": f"{label} for “{query}” · score {calibrated:.0%} · cosine {cosine:.3f}"}
+
+
 def _metadata(where: str, photo) -> dict[str, str]:
     if photo is None:
         return {"Path": where}
+    file_dated = is_file_date(photo.taken_at, photo.paths)
     rows = {
         "Path": where,
         "Other copies": "\n".join(p for p in photo.paths if p != where) or "—",
-        "Taken": date_text(photo.taken_at) or "unknown",
+        "File date (no date in EXIF)" if file_dated else "Taken": date_text(photo.taken_at) or "unknown",
         "Size": f"{photo.width} × {photo.height}" if photo.width else "unknown",
         "Camera": photo.camera or "unknown",
         "Type": ", ".join(photo.exts) or "—",
@@ -76,6 +87,6 @@ def _neighbours(engine, guard, where: str, collapse: bool) -> None:
     if not page.results:
         st.caption("No other photo in the library yet.")
         return
-    cards = [Card(r.content_hash, file_name(r.path), f"cos {r.score:.3f}", "\n".join(r.paths))
+    cards = [Card(r.content_hash, file_name(r.path), f"cosine {r.score:.3f}", "\n".join(r.paths))
              for r in page.results]
     grid(cards, guard.thumbnails([r.content_hash for r in page.results]), key="neighbours")

@@ -61,10 +61,12 @@ def _folder_choice(library) -> str | None:
 
 def _date_choice(library) -> tuple[float | None, float | None]:
     bounds = library.date_range()
-    if bounds is None or not st.checkbox("Filter by date taken", key="f_use_dates"):
+    if bounds is None or not st.checkbox("Filter by date (taken, else file date)", key="f_use_dates",
+                                         help="The date the camera recorded (EXIF); photos without one are dated by "
+                                              "the file's modification time."):
         return None, None
     low, high = bounds[0].date(), bounds[1].date()
-    picked = st.date_input("Taken between", value=(low, high), min_value=low, max_value=high, key="f_dates")
+    picked = st.date_input("Dated between", value=(low, high), min_value=low, max_value=high, key="f_dates")
     if not isinstance(picked, tuple | list) or len(picked) != 2:
         return None, None  # the user has picked the first date only: wait for the second
     return day_start(picked[0]), day_start(picked[1] + timedelta(days=1))  # [from, to) in whole days

@@ -7,6 +7,7 @@ owner's `GET /status` returns, so the page, the CLI and the API can never disagr
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import streamlit as st
@@ -35,12 +36,13 @@ def render() -> None:
 def _counts(status: dict) -> None:
     files = status.get("files", {})
     collection = status.get("collection") or {}
-    cols = st.columns(5)
+    cols = st.columns(6)
     cols[0].metric("Indexed", files.get("indexed", 0))
     cols[1].metric("Pending", files.get("pending", 0))
     cols[2].metric("Failed", files.get("failed", 0))
-    cols[3].metric("Deleted", files.get("deleted", 0))
-    cols[4].metric("Photos in the vector store", collection.get("points") if collection.get("points") is not None
+    cols[3].metric("Moved", files.get("moved", 0), help="renamed or moved files (their old paths)")
+    cols[4].metric("Deleted", files.get("deleted", 0))
+    cols[5].metric("Photos in the vector store", collection.get("points") if collection.get("points") is not None
                    else "—", help="distinct contents: copies of one photo share a vector")
     if not files.get("indexed") and not files.get("pending"):
         st.info("Nothing is indexed yet: add a folder below (or run `python -m indexer FOLDER`).")
@@ -75,33 +77,54 @@ def _model_and_stores(status: dict) -> None:
 
 def _folders(services, status: dict) -> None:
     st.subheader("Folders")
-    roots = status.get("roots", [])
-    indexed = [] if roots else _indexed_folders()
+    roots = _roots(status)
+    watching = bool(status.get("watching"))
     if roots:
-        st.markdown("\n".join(f"- `{root}`" for root in roots))
-    elif indexed:
-        st.markdown("Indexed folders (not followed yet):\n" + "\n".join(f"- `{folder}`" for folder in indexed))
+        st.dataframe(_root_rows(roots, status.get("roots", []), watching), hide_index=True,
+                     column_config={"followed": st.column_config.CheckboxColumn("followed")})
     else:
         st.caption("No folder is indexed yet.")
     if not services.can_watch:
-        state_text = "follows changes" if status.get("watching") else "does not follow changes (no --watch)"
+        state_text = "follows changes" if watching else "does not follow changes (no --watch)"
         st.caption(f"The owner of the data home {state_text}.")
         return
     if services.watching:
         st.success("Following changes: new, changed, moved and deleted photos are picked up as they happen.")
         st.button("Stop following changes", key="watch-stop", on_click=services.stop_watching)
     else:
-        st.button("Follow changes in these folders", key="watch-start", on_click=_follow, args=(services, indexed),
-                  disabled=not (roots or indexed))
+        st.button("Follow changes in these folders", key="watch-start", on_click=_follow, args=(services, roots),
+                  disabled=not roots)
     if getattr(services, "watch_error", None):
         st.error(f"The watcher stopped: {services.watch_error}")
 
 
-def _indexed_folders() -> list[str]:
+def _roots(status: dict) -> list[str]:
+    """The folders the user added (recorded by the indexer), plus any the owner follows; for an index made before
+    roots were recorded, the folder that holds every photo (or, when that is the filesystem root, the top folders)."""
+    roots = sorted(set(status.get("indexed_roots") or []) | set(status.get("roots") or []))
+    if roots:
+        return roots
     try:
-        return state.library().top_folders()
-    except Exception:  # noqa: BLE001  (nothing indexed yet: nothing to follow)
+        library = state.library()
+    except Exception:  # noqa: BLE001  (nothing indexed yet: nothing to list)
         return []
+    common = library.root
+    return [common] if common and common != os.sep else library.top_folders()
+
+
+def _root_rows(roots: list[str], followed: list[str], watching: bool) -> list[dict]:
+    try:
+        counts = state.library().folder_counts()
+    except Exception:  # noqa: BLE001
+        counts = {}
+    rows = []
+    for root in roots:
+        inside = root.rstrip(os.sep) + os.sep
+        rows.append({"folder": root, "photos": counts.get(root, 0),
+                     "subfolders": sum(1 for folder in counts if folder.startswith(inside)),
+                     "followed": watching and any(root == f or root.startswith(f.rstrip(os.sep) + os.sep)
+                                                  for f in followed)})
+    return rows
 
 
 def _follow(services, folders: list[str]) -> None:

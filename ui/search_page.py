@@ -1,8 +1,9 @@
 """Search: type what is in a photo (with negatives), or start from an image; filter; page; open a photo.
 
-Ranking is `SearchEngine.search`, the same call the CLI makes. Scores shown are the engine's calibrated probability
-(how much better the query fits than a generic caption) and the raw cosine; "no good match" is the engine's verdict,
-with a way to see the closest photos anyway. `?photo=<hash>` and `?path=<indexed path>` open a photo directly —
+Ranking is `SearchEngine.search`, the same call the CLI makes. A card shows one plain verdict (good or possible
+match, the engine's decision); the numbers behind it (calibrated score, raw cosine) are in the detail view. "No good
+match" is the engine's verdict, with a way to see the closest photos anyway. An image query (an upload or "Similar")
+is shown as the photo itself, not its path. `?photo=<hash>` and `?path=<indexed path>` open a photo directly —
 through `MediaGuard`, so a crafted path is refused before anything is read.
 """
 
@@ -19,7 +20,7 @@ from search.query import build_query
 from ui import state
 from ui.filters import sidebar_filters
 from ui.media import Refused
-from ui.widgets import Card, date_text, file_name, grid
+from ui.widgets import Card, date_line, file_name, grid, verdict, verdict_label
 
 PLACEHOLDER = "e.g.  dog on the beach   ·   sunset + 0.5*clouds   ·   birthday cake - candles"
 EXAMPLES = ("dog on the beach", "snowy mountains", "birthday cake", "city at night")
@@ -75,7 +76,8 @@ def _query_form(guard):
         without = st.text_input("Without", key="without", placeholder="people, cars",
                                 help="Comma-separated things the photos should not show.")
     with image_col:
-        upload = st.file_uploader("…or photos like this image", type=UPLOAD_TYPES, key="upload")
+        upload = st.file_uploader("…or photos like this image", type=UPLOAD_TYPES,
+                                  key=f"upload-{st.session_state.get('upload_round', 0)}")
         like = _like_photo(guard)
     likes = [p for p in (like, _saved_upload(upload)) if p is not None]
     negatives = [part.strip() for part in without.split(",") if part.strip()]
@@ -119,6 +121,7 @@ def _saved_upload(upload) -> Path | None:
     target = folder / f"{hashlib.sha256(data).hexdigest()[:32]}{suffix}"
     if not target.exists():
         target.write_bytes(data)
+    st.session_state.setdefault("upload_names", {})[str(target)] = Path(upload.name).name  # shown in the header
     return target
 
 
@@ -144,26 +147,92 @@ def _results(engine, guard, query, chosen) -> None:
         return
     results, more = page.results[:limit], len(page.results) > limit
     if not results:
-        _nothing(page, chosen.filter)
+        _nothing(page, chosen.filter, query)
         return
     if page.no_good_match:
         st.warning("No good match — these are the closest photos, not necessarily what you described.")
-    st.caption(f"Results {offset + 1}–{offset + len(results)} for **{page.query}**")
+    _header(guard, query, offset, len(results))
+    described = describe(query).replace("**", "")  # for the detail view's "Match" row (plain text)
+    st.session_state["scores"] = {r.content_hash: (described, r.calibrated, r.score, verdict_label(r)[0])
+                                  for r in results}
     cards = [Card(r.content_hash, file_name(r.path), _score_line(r), "\n".join(r.paths + r.duplicates))
              for r in results]
     grid(cards, guard.thumbnails([r.content_hash for r in results]), key="results")
     _pager(offset, limit, more)
 
 
+def _header(guard, query, offset: int, shown: int) -> None:
+    """"Results 1–24 for **beach - people**"; an image query shows the photo's thumbnail beside its name."""
+    span = f"Results {offset + 1}–{offset + shown} for {describe(query)}"
+    images = [t.image for t in query.positive if t.image is not None]
+    thumb = _query_thumbnail(guard, images[0]) if images else None
+    if not thumb:
+        st.caption(span)
+        return
+    thumb_col, text_col = st.columns([1, 11], vertical_alignment="center")
+    thumb_col.image(thumb, width=56)
+    text_col.caption(span)
+
+
+def describe(query) -> str:
+    """The query in words: its text terms as typed, and its images by file name (never by path)."""
+    uploaded = st.session_state.get("upload_names", {})
+    images = [uploaded.get(str(t.image)) or file_name(str(t.image)) for t in query.positive if t.image is not None]
+    unlike = [uploaded.get(str(t.image)) or file_name(str(t.image)) for t in query.negative if t.image is not None]
+    words = query_words(query)
+    parts = [f"photos like **{', '.join(images)}**"] if images else []
+    parts += [f"**{words}**"] if words else []
+    text = " and ".join(parts)
+    return text + (f", unlike **{', '.join(unlike)}**" if unlike else "")
+
+
+def query_words(query) -> str:
+    """The text part of a query as the user would write it (image terms left out: they are shown as pictures)."""
+    parts = []
+    for term in query.terms:
+        if term.text is None:
+            continue
+        weight = abs(term.weight)
+        text = f"{weight:g}*{term.text}" if weight != 1 else term.text
+        parts.append(f"- {text}" if term.weight < 0 else f"+ {text}")
+    return " ".join(parts).removeprefix("+ ")
+
+
+def _query_thumbnail(guard, image: Path) -> bytes | None:
+    """The indexed thumbnail of a query photo (an upload is named by its hash), else the small image itself."""
+    digest = st.session_state.get("like")
+    if digest and image == _like_path(guard, digest):
+        return guard.thumbnail(digest)
+    import io
+
+    from indexer.scan.decode import DecodeError, decode_image, to_rgb
+
+    try:
+        picture = to_rgb(decode_image(image.read_bytes(), min_side=112, name=image.name).image)
+    except (OSError, DecodeError):
+        return None
+    picture.thumbnail((112, 112))
+    out = io.BytesIO()
+    picture.save(out, format="JPEG", quality=85)
+    return out.getvalue()
+
+
+def _like_path(guard, digest: str) -> Path | None:
+    try:
+        return Path(guard.paths_of(digest)[0])
+    except Refused:
+        return None
+
+
 def _score_line(result) -> str:
-    mark = "✓ " if result.relevant else ""
     dupes = f" · +{len(result.duplicates)} similar" if result.duplicates else ""
-    return f"{mark}{result.calibrated:.0%} match · cos {result.score:.3f}  \n{date_text(result.taken_at)}{dupes}"
+    when = date_line(result.taken_at, result.paths)
+    return f"{verdict(result)}  \n{when}{dupes}"
 
 
-def _nothing(page, flt) -> None:
+def _nothing(page, flt, query) -> None:
     if page.no_good_match:
-        st.info(f"No good match for **{page.query}**. Try other words or fewer filters — or look at the closest "
+        st.info(f"No good match for {describe(query)}. Try other words or fewer filters — or look at the closest "
                 "photos anyway.")
         st.button("Show the closest photos anyway", key="show-closest",
                   on_click=lambda: st.session_state.update(closest=True))

@@ -15,9 +15,11 @@ import streamlit as st
 from ui import state
 from ui.filters import folder_label
 from ui.tagging import TagRequest, load_vocabulary, tag_work
-from ui.widgets import Card, date_text, file_name, grid, live_tasks
+from ui.widgets import Card, date_line, file_name, grid, live_tasks
 
 BROWSE_PAGE = 24
+VOCABULARY_HELP = ("Used only when 'Edit the vocabulary' is ticked. One tag a line; `tag: synonym, synonym` adds "
+                   "synonyms; `tag | a photo of {}` gives the tag its own prompts; `#` starts a comment line.")
 TOP_TAGS = 5
 
 
@@ -54,7 +56,7 @@ def _tag_folder(services, library) -> None:
         edit = st.checkbox("Edit the vocabulary", key="tag_edit",
                            help="One tag a line; `tag: synonym, synonym`; `tag | prompt template`.")
         text = st.text_area("Vocabulary", _default_vocabulary_text(), height=240, key="tag_vocab",
-                            help="Used only when 'Edit the vocabulary' is ticked.")
+                            help=VOCABULARY_HELP)
         left, middle, right = st.columns(3)
         top_k = left.number_input("At most N tags per photo (0: no limit)", 0, 50, 0, key="tag_topk")
         fixed = middle.checkbox("Fixed probability threshold", key="tag_fixed",
@@ -70,9 +72,20 @@ def _tag_folder(services, library) -> None:
 
 @st.cache_data(show_spinner=False)
 def _default_vocabulary_text() -> str:
+    """The shipped vocabulary, opening on its tags: the file's header (the format, for people editing the file) is
+    left out — the field's help says the same — while the section headings stay. Parses to the same vocabulary."""
     from models.tagging import DEFAULT_VOCABULARY
 
-    return DEFAULT_VOCABULARY.read_text(encoding="utf-8")
+    return vocabulary_body(DEFAULT_VOCABULARY.read_text(encoding="utf-8"))
+
+
+def vocabulary_body(text: str) -> str:
+    """`text` from its first section heading (`# --- …`) or first tag on: the leading comment block goes."""
+    lines = text.splitlines(keepends=True)
+    first = next((i for i, line in enumerate(lines)
+                  if line.strip() and (not line.lstrip().startswith("#") or line.lstrip().startswith("# ---"))),
+                 len(lines))
+    return "".join(lines[first:])
 
 
 def _start(services, request: TagRequest) -> None:
@@ -95,6 +108,15 @@ def _last_result(services) -> None:
     st.caption(f"Last run, {result['folder']}: {result['tagged']} of {result['photos']} photos tagged. Top tags: {top}")
 
 
+def short_folder(path: str, keep: int = 2) -> str:
+    """The photo's folder as its last `keep` names ("Travel/2023"), with a zero-width break after each separator:
+    a long path in a narrow card then wraps between folder names, never inside one (full paths: the tooltip)."""
+    parts = [part for part in os.path.dirname(path).split(os.sep) if part]
+    shown = parts[-keep:]
+    text = "/\u200b".join(shown)
+    return ("…/\u200b" if len(parts) > keep else "/") + text
+
+
 def _browse(library) -> None:
     st.subheader("Browse by tag")
     counts = library.tag_counts()
@@ -113,8 +135,8 @@ def _browse(library) -> None:
         state.show_error(err)
         return
     cards = [Card(p.content_hash, file_name(p.paths[0]) if p.paths else p.content_hash[:12],
-                  f"{date_text(p.taken_at)}  \n{os.path.dirname(p.paths[0]) if p.paths else ''}",
-                  ", ".join(p.tags)) for p in shown]
+                  f"{date_line(p.taken_at, p.paths)}  \n{short_folder(p.paths[0]) if p.paths else ''}",
+                  "\n".join([*p.paths, ", ".join(p.tags)])) for p in shown]
     grid(cards, thumbs, key="tagged", switch_to="search_page.py")
 
 

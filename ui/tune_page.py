@@ -19,6 +19,8 @@ from ui.training import IndexVectorSource, TuneRequest, tune_work, version_rows
 TRAIN_MODES = {"head": "text head only (fast, safe)", "last:2": "last 2 encoder layers + head",
                "lora": "LoRA adapters (rank 8)", "whole": "the whole text tower (needs many captions)"}
 CAPTION_TYPES = ["csv", "tsv", "tab", "jsonl", "ndjson"]
+NO_HELD_OUT = ("No held-out recall: this run had no held-out captions (too few images to hold some out, or a held-out "
+               "share of 0), so there is no measure of whether it helps.")
 
 
 def render() -> None:
@@ -153,13 +155,21 @@ def _runs(services) -> None:
 
 
 def _curves(points: list[dict]) -> None:
-    if not points:
+    """Loss and held-out recall per epoch; a curve with nothing to draw says so instead of an empty chart."""
+    loss, recall = charts.loss_curve(points), charts.recall_curves(points)
+    if loss.empty and recall.empty:
         return
     left, right = st.columns(2)
     left.caption("Training loss")
-    left.line_chart(charts.loss_curve(points), x_label="epoch", y_label="loss")
+    if loss.empty:
+        left.caption("No epoch has finished yet.")
+    else:
+        left.line_chart(loss, x_label="epoch", y_label="loss", height=220)
     right.caption("Held-out recall (%) — epoch 0 is the model before tuning")
-    right.line_chart(charts.recall_curves(points), x_label="epoch", y_label="%")
+    if recall.empty:
+        right.caption("No held-out captions in this run: nothing to plot.")
+    else:
+        right.line_chart(recall, x_label="epoch", y_label="%", height=220)
 
 
 def _summary(services, result: dict) -> None:
@@ -168,7 +178,10 @@ def _summary(services, result: dict) -> None:
     st.success(f"Saved **{result['name']}** ({result['epochs_completed']} epochs, best epoch {result['best_epoch']}): "
                f"tuning {verdict[improved]}.")
     table = charts.metrics_table({"before": result.get("metrics_before"), "after": result.get("metrics_after")})
-    st.dataframe(table.style.format("{:.1f}", na_rep="—"))
+    if not charts.has_metrics(table):
+        st.caption(NO_HELD_OUT)
+    else:
+        st.dataframe(table.style.format("{:.1f}", na_rep="—"))
     skipped = sum(report.get("skipped", 0) for report in result.get("data", []))
     if skipped:
         st.caption(f"{skipped} caption rows were skipped (missing images, bad lines).")

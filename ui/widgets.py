@@ -36,8 +36,13 @@ def open_detail(digest: str) -> None:
 
 
 def more_like(digest: str) -> None:
+    """"Similar" starts a fresh image query: the typed words, negatives and any uploaded image are dropped (the
+    uploader gets a new key, the only way to empty it)."""
     st.session_state["like"] = digest
     st.session_state["offset"] = 0
+    st.session_state["q"], st.session_state["without"] = "", ""
+    st.session_state["upload_round"] = st.session_state.get("upload_round", 0) + 1
+    st.query_params.pop("q", None)
     st.session_state.pop("detail", None)
     st.query_params.pop("photo", None)
 
@@ -72,6 +77,54 @@ def grid(cards: Sequence[Card], thumbnails: dict[str, bytes | None], key: str, c
 
 def file_name(path: str) -> str:
     return os.path.basename(path) or path
+
+
+VERDICTS = {"good": ("Good match", "green"), "possible": ("Possible match", "gray")}
+
+
+def verdict_label(result) -> tuple[str, str]:
+    """(label, colour) of the one plain verdict a card shows: the engine's decision, not its numbers (those are in
+    the detail view). Reads a `tier` ('good' / 'possible') when the engine gives one, else the `relevant` flag."""
+    tier = getattr(result, "tier", None) or ("good" if result.relevant else "possible")
+    return VERDICTS.get(tier, VERDICTS["possible"])
+
+
+def verdict(result) -> str:
+    """The verdict as a coloured badge (Streamlit markdown)."""
+    label, colour = verdict_label(result)
+    return f":{colour}-badge[{label}]"
+
+
+def _seconds(value: str | float) -> float:
+    if isinstance(value, int | float):
+        return float(value)
+    moment = datetime.fromisoformat(value)
+    return (moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)).timestamp()
+
+
+def is_file_date(value: str | float | None, paths: Sequence[str]) -> bool:
+    """True when the indexed date is the file's modification time, not a date the camera recorded.
+
+    The indexer falls back to the mtime when a photo has no EXIF date, keeping its sub-second part; an EXIF date has
+    whole seconds in camera time, so an exact (≤ 1 ms) match with a path's mtime means "no EXIF date"."""
+    if value is None or value == "":
+        return False
+    stamp = _seconds(value)
+    for path in paths:
+        try:
+            if abs(os.stat(path).st_mtime - stamp) <= 1e-3:
+                return True
+        except (OSError, ValueError):
+            continue
+    return False
+
+
+def date_line(value: str | float | None, paths: Sequence[str]) -> str:
+    """'taken 2023-06-01', or 'file date 2026-12-04' for a photo without an EXIF date; '' when unknown."""
+    day = date_text(value)
+    if not day:
+        return ""
+    return f"file date {day}" if is_file_date(value, paths) else f"taken {day}"
 
 
 def date_text(value: str | float | None) -> str:

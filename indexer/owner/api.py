@@ -176,7 +176,7 @@ class OwnerApi:
     def status(self) -> dict[str, Any]:
         service = self.service
         return status_report(service.catalog, service.store, service.settings, roots=service.roots,
-                             watching=service.watching)
+                             watching=service.watching, models=service.model_state())
 
     def embed_texts(self, body: TextsBody) -> dict[str, Any]:
         """Text vectors from the active text tower (a promotion takes effect at the next request)."""

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
+from pathlib import Path
 
 from indexer.settings import DEFAULT_MODEL, FALLBACK_MODEL, IndexerSettings
 from indexer.stores.catalog import META_DEFAULT_MODEL, Catalog
@@ -22,43 +24,83 @@ def collection_name(image_tower_id: str) -> str:
 
 
 class ModelSlot:
-    """Builds the bundle on first use (thread-safe); a rescan that finds nothing new never pays the load."""
+    """Builds the bundle on first use (thread-safe); a rescan that finds nothing new never pays the load.
 
-    def __init__(self, name: str, device: str | None, home=None):
-        self.name, self.device, self.home = name, device, home
+    A long-running owner releases the bundle again once it has been idle (`release_if_idle`): image work (indexing,
+    `embed_image`) and text queries each keep it warm for their own timeout. Releasing only drops this slot's
+    references, so a caller still holding the bundle finishes with it safely; the next use loads it again.
+    """
+
+    def __init__(self, name: str, device: str | None, home=None, runtime: str = "auto"):
+        self.name, self.device, self.home, self.runtime = name, device, home, runtime
+        self.runtime_in_use: str | None = None  # what `runtime` resolved to at the last load
         self._bundle = None
         self._active = None
         self._lock = threading.Lock()
+        self.last_image_use = self.last_text_use = time.monotonic()
+        self.loads = 0  # how often the bundle was built (a released slot that is used again builds it anew)
 
     @property
     def loaded(self) -> bool:
         return self._bundle is not None
 
     def __call__(self):
-        if self._bundle is None:
+        bundle = self._get()
+        self.last_image_use = time.monotonic()  # after a load, which can take longer than the idle timeout
+        return bundle
+
+    def _get(self):
+        bundle = self._bundle
+        if bundle is None:
             with self._lock:
                 if self._bundle is None:
                     self._bundle = self._load()
-        return self._bundle
+                    self.loads += 1
+                bundle = self._bundle
+        return bundle
 
     def _load(self):
         import models
         from models.registry import accepts_option
 
         log.info("loading model %s", self.name)
+        from models.home import model_cache
+        from models.runtime import use_runtime
+
         options = {"home": str(self.home)} if self.home and accepts_option(self.name, "home") else {}
-        return models.create(self.name, device=self.device, **options)
+        bundle = models.create(self.name, device=self.device, **options)
+        cache = model_cache(Path(self.home)) / "onnx" if self.home else None
+        self.runtime_in_use = use_runtime(bundle, self.runtime, cache)
+        return bundle
 
     def active(self):
         """The bundle behind an `ActiveModel`, whose text tower follows promotions (for text queries)."""
-        if self._active is None:
-            from models.active import ActiveModel
+        bundle = self._get()  # a text query alone is not image work
+        with self._lock:
+            if self._active is None or self._active.bundle is not bundle:
+                from models.active import ActiveModel
 
-            bundle = self()
-            with self._lock:
-                if self._active is None:
-                    self._active = ActiveModel(bundle, self.home)
-        return self._active
+                self._active = ActiveModel(bundle, self.home)
+            active = self._active  # a release right after this must not hand the caller None
+        self.last_text_use = time.monotonic()
+        return active
+
+    def release_if_idle(self, image_idle_s: float, text_idle_s: float, now: float | None = None) -> bool:
+        """Drop the bundle when image work has been idle `image_idle_s` and text queries `text_idle_s`."""
+        now = time.monotonic() if now is None else now
+        if self._bundle is None or now - self.last_image_use < image_idle_s or now - self.last_text_use < text_idle_s:
+            return False
+        with self._lock:
+            self._bundle = self._active = None
+        log.info("released model %s after %.0f s without work", self.name, now - max(self.last_image_use,
+                                                                                     self.last_text_use))
+        return True
+
+    def describe(self, now: float | None = None) -> dict:
+        """What `status` shows about this slot: loaded or not, and for how long each side has been idle."""
+        now = time.monotonic() if now is None else now
+        return {"name": self.name, "loaded": self.loaded, "loads": self.loads, "runtime": self.runtime_in_use,
+                "image_idle_s": round(now - self.last_image_use, 1), "text_idle_s": round(now - self.last_text_use, 1)}
 
 
 def resolve_model(settings: IndexerSettings, catalog: Catalog) -> tuple[str, ModelSlot]:
@@ -69,7 +111,7 @@ def resolve_model(settings: IndexerSettings, catalog: Catalog) -> tuple[str, Mod
     """
     recorded = catalog.get_meta(META_DEFAULT_MODEL)
     chosen = settings.model or recorded or DEFAULT_MODEL
-    slot = ModelSlot(chosen, settings.device, settings.home)
+    slot = ModelSlot(chosen, settings.device, settings.home, settings.runtime)
     if chosen == DEFAULT_MODEL and settings.model is None and recorded is None:
         slot = _default_or_fallback(slot, settings)
     if recorded is None or slot.name != recorded:
@@ -87,7 +129,7 @@ def _default_or_fallback(slot: ModelSlot, settings: IndexerSettings) -> ModelSlo
         log.warning("the default model %s is not available (%s). Indexing with %s instead; this index stays on "
                     "%s (use --model %s later to build a %s collection beside it).", DEFAULT_MODEL,
                     str(err).split(":")[0], FALLBACK_MODEL, FALLBACK_MODEL, DEFAULT_MODEL, DEFAULT_MODEL)
-        return ModelSlot(FALLBACK_MODEL, settings.device, settings.home)
+        return ModelSlot(FALLBACK_MODEL, settings.device, settings.home, settings.runtime)
 
 
 def target_collection(catalog: Catalog, model_name: str, slot: ModelSlot) -> CollectionInfo:

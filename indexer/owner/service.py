@@ -11,10 +11,12 @@ import os
 import threading
 import time
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 
 from tqdm import tqdm
 
+from indexer.owner.memory import release_freed_memory
 from indexer.owner.modelslot import ModelSlot, complete_collection, resolve_model, target_collection
 from indexer.scan.check import Findings, IndexCheck
 from indexer.scan.decode import IMAGE_EXTENSIONS
@@ -26,11 +28,15 @@ from indexer.scan.visual import VisualBackfill, prepare_collection
 from indexer.scan.walk import FileFilter
 from indexer.settings import IndexerSettings
 from indexer.stores.catalog import Catalog
+from indexer.stores.catalog_schema import utc_now
 from indexer.stores.diskspace import BATCH_WRITE_BYTES, ensure_free
 from indexer.stores.factory import open_vector_store
+from indexer.stores.roots import remember_roots
 from indexer.stores.vectors import VectorFilter, VectorStore
 
 log = logging.getLogger(__name__)
+
+MOVE_WINDOW_S = 60.0  # watch: how far apart the halves of one rename may be seen
 
 
 @dataclass
@@ -40,12 +46,14 @@ class RunReport:
     reused: int = 0
     failed: int = 0
     deleted: int = 0
+    moved: int = 0  # old paths of renamed/moved photos (not in `deleted`; their new paths are in `reused`)
     unchanged: int = 0
     skipped_roots: list[str] = field(default_factory=list)
     seconds: float = 0.0
 
     def add(self, rec: Reconciled) -> None:
         self.deleted += rec.deleted
+        self.moved += rec.moved
         self.unchanged += rec.unchanged
         self.skipped_roots += rec.skipped_roots
 
@@ -103,7 +111,7 @@ class IndexerService:
         if active is None or active.model == self.model_name:
             return self.slot
         if self._serving is None or self._serving.name != active.model:
-            self._serving = ModelSlot(active.model, self.settings.device, self.settings.home)
+            self._serving = ModelSlot(active.model, self.settings.device, self.settings.home, self.settings.runtime)
         return self._serving
 
     def add_roots(self, roots: tuple[Path, ...]) -> None:
@@ -118,13 +126,15 @@ class IndexerService:
 
     def scan(self, roots: tuple[Path, ...] | None = None) -> RunReport:
         """Reconcile roots (all by default) and process what is new or changed."""
-        report, started = RunReport(), time.monotonic()
+        report, started, since = RunReport(), time.monotonic(), utc_now()
         for root in roots or self.roots:
             if self.stop.is_set():
                 break
             with self.work_lock:
-                rec = self.reconciler.folder(root, self.collection.name)
+                rec = self.reconciler.folder(root, self.collection.name, since)
                 report.scanned_roots += 1
+                if str(root) not in rec.skipped_roots:
+                    remember_roots(self.catalog, [root])  # the Index page lists what the user added, not leaves
                 self._process(rec, report, f"indexing {root}")
         self._backfill_visual()
         self._maybe_complete()
@@ -148,12 +158,15 @@ class IndexerService:
     def handle(self, files: list[Path], folders: list[Path]) -> RunReport:
         """Process settled watch events: whole folders are rescanned, single files reconciled."""
         report, started = RunReport(), time.monotonic()
+        # A rename's two halves may settle in different batches (the new path first, the old one's deletion later):
+        # a vanished path whose content reappeared this recently was moved, not deleted.
+        since = utc_now() - timedelta(seconds=MOVE_WINDOW_S + self.settings.settle)
         with self.work_lock:
             for folder in folders:
-                rec = self.reconciler.folder(folder, self.collection.name)
+                rec = self.reconciler.folder(folder, self.collection.name, since)
                 self._process(rec, report, None)
             if files:
-                self._process(self.reconciler.paths(files, self.collection.name), report, None)
+                self._process(self.reconciler.paths(files, self.collection.name, since), report, None)
         self._maybe_complete()
         report.seconds = time.monotonic() - started
         return report
@@ -268,6 +281,25 @@ class IndexerService:
             self._watcher = None
             observer.stop()
             observer.join(timeout=2)
+
+    def release_idle_models(self) -> bool:
+        """Between batches: drop models idle past their timeouts and return the memory (a lean `--watch` owner)."""
+        if not self.work_lock.acquire(blocking=False):
+            return False
+        try:
+            slots = [s for s in (self.slot, self._serving) if s is not None]
+            released = [s.release_if_idle(self.settings.image_idle_s, self.settings.text_idle_s) for s in slots]
+            if self._tagger is not None and not self.slot.loaded:
+                self._tagger = self._tagger_text = None  # it holds the text tower
+            if any(released):
+                release_freed_memory()
+            return any(released)
+        finally:
+            self.work_lock.release()
+
+    def model_state(self) -> list[dict]:
+        """For `status`: each model slot, loaded or not, and how long it has been idle."""
+        return [s.describe() for s in (self.slot, self._serving) if s is not None]
 
     def close(self) -> None:
         if self._watcher is not None:  # started before a scan that then failed

@@ -15,6 +15,7 @@ from indexer.settings import IndexerSettings
 from indexer.stores.catalog import META_DEFAULT_MODEL, Catalog
 from indexer.stores.fsnames import to_text  # paths in answers are valid Unicode (JSON)
 from indexer.stores.records import CollectionInfo
+from indexer.stores.roots import indexed_roots
 from indexer.stores.vectors import VectorFilter, VectorStore, VectorStoreError
 
 MAX_FAILURES_LISTED = 50  # a library can hold thousands of broken files; the count is exact, the list a sample
@@ -27,19 +28,25 @@ def status_report(
     *,
     roots: Sequence[Path] | None = None,
     watching: bool = False,
+    models: list[dict] | None = None,
 ) -> dict[str, Any]:
     """Files per status (with failure reasons), model, collections, stores, data home and text tower in use.
 
     `roots` defaults to the configured ones; a running owner passes its own, which `POST /index` may have grown.
+    `indexed_roots` are the folders ever added to this index. A renamed or moved file's old path counts as 'moved',
+    not 'deleted'.
     """
     active = catalog.active_collection()
     counts = catalog.counts(active.name if active else None)
+    moved = min(catalog.moved_count(), counts["deleted"])
     failures = catalog.failures()
     return {
         "home": str(settings.home),
         "model": catalog.get_meta(META_DEFAULT_MODEL),
         "files": {
             **counts,
+            "deleted": counts["deleted"] - moved,  # paths whose photo is gone; a rename's old path is 'moved'
+            "moved": moved,
             "failures": [{"path": to_text(path), "reason": reason} for path, reason in failures[:MAX_FAILURES_LISTED]],
         },
         "collection": _collection(active, store, catalog.visual_dim(active.name)) if active else None,
@@ -48,7 +55,9 @@ def status_report(
         "catalog": {"where": catalog.where},
         "store": store_description(store),
         "roots": [to_text(str(root)) for root in (settings.roots if roots is None else roots)],
+        "indexed_roots": [to_text(r) for r in indexed_roots(catalog)],  # every folder ever added (and not forgotten)
         "watching": watching,
+        "models_loaded": models,  # a running owner's model slots (None when no owner answers)
     }
 
 

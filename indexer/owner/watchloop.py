@@ -44,6 +44,7 @@ class WatchLoop:
             queue.wakeup.clear()
             if stop.is_set():
                 break
+            self.service.release_idle_models()  # a lean owner: models idle past their timeouts leave memory
             files, folders = queue.ready()
             if files or folders:
                 self._batch(files, folders)

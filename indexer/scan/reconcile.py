@@ -10,11 +10,13 @@ from __future__ import annotations
 import logging
 import os
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 
 from indexer.scan.sync import PayloadSync
 from indexer.scan.walk import FileFilter, walk
 from indexer.stores.catalog import Catalog
+from indexer.stores.catalog_schema import utc_now
 from indexer.stores.records import SeenFile
 
 log = logging.getLogger(__name__)
@@ -26,18 +28,21 @@ class Reconciled:
     vanished: list[str] = field(default_factory=list)  # known paths no longer on disk: `delete` them AFTER the
     # candidates are processed, so a moved file's content still has its vector when its new path is read
     replaced: set[str] = field(default_factory=set)  # hashes of contents that changed files held before
-    deleted: int = 0
+    deleted: int = 0  # paths whose photo is gone
+    moved: int = 0  # old paths of renamed or moved photos (their content lives on at a new path)
     unchanged: int = 0
     skipped_roots: list[str] = field(default_factory=list)  # missing/empty roots left alone
+    since: datetime = field(default_factory=utc_now)  # a vanished path whose content reappeared since then moved
 
 
 class Reconciler:
     def __init__(self, catalog: Catalog, sync: PayloadSync, rules: FileFilter, roots: tuple[Path, ...]):
         self.catalog, self.sync, self.rules, self.roots = catalog, sync, rules, roots
 
-    def folder(self, folder: Path, collection: str) -> Reconciled:
-        """Walk `folder` and reconcile every file below it (new, changed, moved in, deleted)."""
-        result = Reconciled()
+    def folder(self, folder: Path, collection: str, since: datetime | None = None) -> Reconciled:
+        """Walk `folder` and reconcile every file below it (new, changed, moved in, deleted). `since`: when the batch
+        this belongs to started (a move's new path may be in another folder of the batch)."""
+        result = Reconciled(since=since or utc_now())
         known = self.catalog.files_under(str(folder), statuses=("pending", "indexed", "failed"))
         if not folder.is_dir() or not os.access(folder, os.R_OK | os.X_OK):
             if folder in self.roots:
@@ -58,9 +63,9 @@ class Reconciler:
         result.vanished = [r.path for r in known if r.path not in present]
         return result
 
-    def paths(self, paths: list[Path], collection: str) -> Reconciled:
+    def paths(self, paths: list[Path], collection: str, since: datetime | None = None) -> Reconciled:
         """Reconcile individual paths reported by events: present ones are upserted, absent ones deleted."""
-        result = Reconciled()
+        result = Reconciled(since=since or utc_now())
         seen, gone = [], []
         for path in paths:
             try:
@@ -94,5 +99,7 @@ class Reconciler:
         hashes = set(result.replaced)
         if result.vanished:
             hashes |= {r.content_hash for r in self.catalog.get_files(result.vanished).values() if r.content_hash}
-            result.deleted = self.catalog.mark_deleted(result.vanished)
+            retired = self.catalog.mark_deleted(result.vanished)
+            result.moved = min(retired, len(self.catalog.record_moves(result.vanished, result.since)))
+            result.deleted = retired - result.moved
         self.sync.refresh(hashes)

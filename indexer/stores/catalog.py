@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -43,6 +44,7 @@ META_ACTIVE_COLLECTION = "active_collection"
 META_VISUAL_DIM = "visual_dim:{}"  # the collection has a visual vector of this size
 META_DEFAULT_MODEL = "default_model"
 _MAX_ERROR_LEN = 2000
+MOVED_TO = "moved to "  # the note on a deleted path whose photo was renamed or moved (`record_moves`)
 
 
 def _ext(path: str) -> str:
@@ -245,6 +247,31 @@ class Catalog(schema.Database):
             return out
 
         return self._read(work)
+
+    def record_moves(self, paths: Iterable[str], since: datetime) -> dict[str, str]:
+        """Among deleted `paths`, those whose content now lives at a path that (re)appeared at or after `since`
+        (the start of the scan or event batch that saw them vanish): renames and moves, noted on the old row as
+        'moved to NEW' so that `moved_count` can tell them from deletions. Returns {old path: new path}."""
+        dead, live = files.alias("dead"), files.alias("live")
+        query = (select(dead.c.path, func.min(live.c.path))
+                 .join(live, and_(live.c.content_hash == dead.c.content_hash, live.c.status != "deleted",
+                                  live.c.updated_at >= since))
+                 .where(dead.c.status == "deleted").group_by(dead.c.path))
+        chunks = list(_chunks(sorted(set(paths))))
+
+        def work(conn: Connection) -> dict[str, str]:
+            moves = {old: new for chunk in chunks for old, new in conn.execute(query.where(dead.c.path.in_(chunk)))}
+            for old, new in sorted(moves.items()):
+                conn.execute(update(files).where(files.c.path == old).values(error=f"{MOVED_TO}{new}"[:_MAX_ERROR_LEN]))
+            return moves
+
+        return self._tx(work) if chunks else {}
+
+    def moved_count(self) -> int:
+        """Deleted paths that were renames or moves (see `record_moves`); `counts()` files them under 'deleted'."""
+        query = select(func.count()).where(files.c.status == "deleted",
+                                           func.substr(files.c.error, 1, len(MOVED_TO)) == MOVED_TO)
+        return self._read(lambda conn: conn.execute(query).scalar_one())
 
     # -- contents -----------------------------------------------------------------------------------------------
 

@@ -16,14 +16,11 @@ import logging
 import sys
 from pathlib import Path
 
-import numpy as np
-
 from models.evaluate.datasets import ClassificationSet, captions_file, class_folders, coco_karpathy
 from models.evaluate.datasets import labels_file as read_labels_file
-from models.evaluate.encoding import encode_image_files, encode_texts
-from models.retrieval import recall_at_k
 from models.templates import LIT_ZEROSHOT_TEMPLATES, load_templates
-from models.zeroshot import build_zeroshot_classifier, topk_accuracy
+
+# numpy, torch and the encoders are imported by the task that needs them: `--help` and argument errors stay fast.
 
 DEFAULT_MODEL = "lit-b16b-2"
 
@@ -71,6 +68,8 @@ def _parser() -> argparse.ArgumentParser:
 def _subset(count: int, limit: int | None) -> list[int]:
     if not limit or limit >= count:
         return list(range(count))
+    import numpy as np
+
     return sorted(set(np.linspace(0, count - 1, limit).round().astype(int).tolist()))
 
 
@@ -85,6 +84,9 @@ def _create_bundle(args: argparse.Namespace):
 
 
 def run_zeroshot(args: argparse.Namespace, bundle) -> dict:
+    from models.evaluate.encoding import encode_image_files
+    from models.zeroshot import build_zeroshot_classifier, topk_accuracy
+
     data = (class_folders(args.data, args.classnames) if args.data.is_dir()
             else read_labels_file(args.data, _required(args.classnames, "--classnames"), args.images_root))
     chosen = _subset(len(data.images), args.limit)
@@ -99,6 +101,9 @@ def run_zeroshot(args: argparse.Namespace, bundle) -> dict:
 
 
 def run_retrieval(args: argparse.Namespace, bundle) -> dict:
+    from models.evaluate.encoding import encode_image_files, encode_texts
+    from models.retrieval import recall_at_k
+
     root = args.images_root or args.data.parent
     data = (coco_karpathy(args.data, root, args.split) if args.data.suffix.lower() == ".json"
             else captions_file(args.data, args.images_root))

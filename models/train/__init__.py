@@ -10,17 +10,27 @@ pairs (split, batching without false negatives), trainable + lora (what moves), 
 fit (epochs, validation, early stopping), metrics (Recall@K), checkpoint (resume), run (the whole run).
 """
 
-from models.train.captions import CaptionRow, CaptionsError, Problem, read_captions
-from models.train.config import TrainConfig, TrainMode
-from models.train.data import NoUsableRows
-from models.train.image_vectors import ChainedSource, ImageVectorSource, NpzVectorSource
-from models.train.loop import contrastive_loss
-from models.train.metrics import recall_at_k
-from models.train.run import TrainResult, train
-from models.train.vector_cache import CachedTowerSource
+from __future__ import annotations
 
-__all__ = [
-    "CachedTowerSource", "CaptionRow", "CaptionsError", "ChainedSource", "ImageVectorSource", "NoUsableRows",
-    "NpzVectorSource", "Problem", "TrainConfig", "TrainMode", "TrainResult", "contrastive_loss", "read_captions",
-    "recall_at_k", "train",
-]
+import importlib
+
+# Names are imported on first use (PEP 562): `python -m models.train --help` runs this file first and must not pay
+# for torch (the loop and the checkpoint code need it; the parser does not).
+_EXPORTS = {
+    "CaptionRow": "models.train.captions", "CaptionsError": "models.train.captions",
+    "Problem": "models.train.captions", "read_captions": "models.train.captions",
+    "TrainConfig": "models.train.config", "TrainMode": "models.train.config",
+    "NoUsableRows": "models.train.data",
+    "ChainedSource": "models.train.image_vectors", "ImageVectorSource": "models.train.image_vectors",
+    "NpzVectorSource": "models.train.image_vectors",
+    "contrastive_loss": "models.train.loop", "recall_at_k": "models.train.metrics",
+    "TrainResult": "models.train.run", "train": "models.train.run",
+    "CachedTowerSource": "models.train.vector_cache",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'models.train' has no attribute {name!r}")

@@ -98,6 +98,8 @@ def _training_flags(group: argparse._ArgumentGroup) -> None:
                        help="share of steps in linear warmup before cosine decay (default: 0.05)")
     group.add_argument("--seed", type=int, default=0, metavar="S",
                        help="seeds init, split, batch order and dropout (default: 0)")
+    group.add_argument("--no-text-cache", dest="cache_text", action="store_false",
+                       help="head / last:N: rerun the frozen text layers every step instead of once per caption")
 
 
 def _validation_flags(group: argparse._ArgumentGroup) -> None:
@@ -122,7 +124,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         lora_rank=args.lora_rank, lora_alpha=args.lora_alpha, lr=args.lr, weight_decay=args.weight_decay,
         epochs=args.epochs, batch_size=args.batch_size, accum_steps=args.accum_steps,
         warmup_fraction=args.warmup_fraction, patience=args.patience, seed=args.seed, device=args.device,
-        max_epochs_this_run=args.max_epochs_this_run,
+        max_epochs_this_run=args.max_epochs_this_run, cache_text=args.cache_text,
     )
 
 

@@ -59,6 +59,7 @@ class TrainConfig:
     seed: int = 0
     device: str | None = None  # None/'auto': CUDA when available
     max_epochs_this_run: int | None = None  # stop (resumably) after this many epochs in this process
+    cache_text: bool = True  # head / last:N: run the frozen text layers once per caption, not every step
 
     def __post_init__(self) -> None:
         TrainMode.parse(self.train)

@@ -1,7 +1,8 @@
 """The training loop: symmetric InfoNCE on (cached image vector, caption) pairs, AdamW, warmup + cosine, epochs.
 
 Only the text tower runs here. The image side of every pair is a constant vector from the locked tower (LiT, Zhai et
-al. 2022), looked up, never recomputed: that is where LiT's speed-up comes from (bench/train.py measures it).
+al. 2022), looked up, never recomputed: that is where LiT's speed-up comes from (bench/train.py measures it). The
+frozen part of the text tower under `--train head` / `last:N` is cached per caption the same way (text_cache.py).
 Gradient accumulation sums micro-batch losses before one optimizer step; note that, unlike a larger batch, it does
 not add negatives (each micro-batch's loss only contrasts within itself).
 """
@@ -23,6 +24,7 @@ from models.device import autocast_dtype
 from models.model import LitModel
 from models.train.config import TrainConfig
 from models.train.pairs import PairSet, epoch_batches
+from models.train.text_cache import frozen_text_cache
 from models.train.trainable import parameter_groups
 
 GRAD_CLIP_NORM = 1.0  # as in the LiT and CLIP training configs
@@ -77,10 +79,15 @@ class Trainer:
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, warmup_cosine(total, warmup))
         self.scaler = torch.amp.GradScaler(device.type, enabled=autocast_dtype(device) == torch.float16)
         self.params = [p for p in model.parameters() if p.requires_grad]
+        self.text_cache = None  # built on the first epoch, after a resumed run restored its weights
+        self._text_cache_built = not config.cache_text
 
     def train_epoch(self, epoch: int) -> EpochStats:
         """One pass; the batch order depends only on (seed, epoch), so a resumed run sees the same batches."""
         self._set_modes()
+        if not self._text_cache_built:
+            self.text_cache = frozen_text_cache(self.model, self.config.mode, self.pairs.captions)
+            self._text_cache_built = True
         batches = epoch_batches(self.pairs.image_index, self.config.batch_size,
                                 np.random.default_rng([self.config.seed, epoch]))
         bar = tqdm(batches, desc=f"epoch {epoch}/{self.config.epochs}", unit="batch", leave=False,
@@ -104,9 +111,11 @@ class Trainer:
             self.model.text_tower.encoder.eval()
 
     def _micro_step(self, batch: np.ndarray) -> float:
-        texts = [self.pairs.captions[j] for j in batch]
         images = self.image_vectors[torch.from_numpy(self.pairs.image_index[batch]).to(self.image_vectors.device)]
-        text_vectors = self.model.text_features(texts)  # (B, D), autocast inside, unit fp32
+        if self.text_cache is not None:
+            text_vectors = self.text_cache.text_features(batch)  # (B, D): only the trainable layers run
+        else:
+            text_vectors = self.model.text_features([self.pairs.captions[j] for j in batch])  # (B, D) unit fp32
         loss = contrastive_loss(self.model, images, text_vectors)
         self.scaler.scale(loss / self.config.accum_steps).backward()
         return float(loss.detach())

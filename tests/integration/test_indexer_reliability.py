@@ -96,11 +96,11 @@ def test_watch_loop_survives_a_failing_batch_and_retries_it(tmp_path, monkeypatc
     svc.scan()
     real_paths, calls = svc.reconciler.paths, []
 
-    def flaky(paths, collection):
+    def flaky(paths, collection, *args, **kwargs):
         calls.append(len(paths))
         if len(calls) == 1:
             raise RuntimeError("injected failure in a batch")
-        return real_paths(paths, collection)
+        return real_paths(paths, collection, *args, **kwargs)
 
     monkeypatch.setattr(svc.reconciler, "paths", flaky)
     thread = threading.Thread(target=svc.watch, daemon=True)
@@ -394,6 +394,9 @@ def test_only_a_store_that_keeps_failing_ends_the_watch_loop():
     class Service:
         def __init__(self, error):
             self.stop, self.error, self.calls = threading.Event(), error, 0
+
+        def release_idle_models(self):  # the loop offers idle models back between batches
+            return False
 
         def handle(self, files, folders):
             self.calls += 1

@@ -98,7 +98,9 @@ def test_rename_and_folder_move_reuse_vectors(service, library):
     shutil.move(str(library / "trip"), str(library / "archive" / "2019-trip") if (library / "archive").mkdir()
                 is None else "")
     report = service.scan()
-    assert report.reused == 4 and report.embedded == 0 and report.deleted == 4
+    assert report.reused == 4 and report.embedded == 0 and report.moved == 4 and report.deleted == 0
+    assert service.catalog.moved_count() == 4  # what `status` reports as moved, not deleted
+    assert service.catalog.get_file(str(library / "red.jpg")).error == f"moved to {library / 'rouge.jpg'}"
     assert service.pipeline.model_calls == calls
     assert_consistent(service)
     moved = service.store.count(service.collection.name, VectorFilter(folder=str(library / "archive")))
@@ -115,7 +117,8 @@ def test_duplicate_shares_one_vector_and_survives_deleting_the_original(service,
     assert stored(service)[digest] == sorted([str(library / "red.jpg"), str(library / "trip" / "red-copy.jpg")])
     assert service.store.count(service.collection.name) == 5
     (library / "red.jpg").unlink()
-    assert service.scan().deleted == 1
+    report = service.scan()
+    assert report.deleted == 1 and report.moved == 0  # the copy was there before: a deletion, not a move
     assert stored(service)[digest] == [str(library / "trip" / "red-copy.jpg")]
     (library / "trip" / "red-copy.jpg").unlink()
     service.scan()

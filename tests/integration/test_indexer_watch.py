@@ -83,6 +83,8 @@ def test_watch_follows_create_rename_move_and_delete(watching):
     wait_for(lambda: svc.store.count(name) == 1)
     wait_for(lambda: not svc.queue._files)
     assert_consistent(svc)
+    counts = svc.catalog.counts()  # one rename and one delete: status says 1 moved, 1 deleted (not 2 deleted)
+    assert (svc.catalog.moved_count(), counts["deleted"]) == (1, 2)
 
 
 def test_temp_file_then_rename_is_one_write(watching):

@@ -24,15 +24,24 @@ def library(tmp_path_factory):
 VOCABULARY = "red: crimson, scarlet\nblue\ngreen\nsquare\nstripes | a photo of {} | {} pattern\n"
 
 
+def version_box(at, prefix: str):
+    """The comparison's version selectbox (its key carries the number of versions)."""
+    return next(box for box in at.selectbox if box.key and box.key.startswith(f"{prefix}-"))
+
+
 def click(at, label: str):
     return next(b for b in at.button if b.label == label).click().run()
 
 
 def test_tagging_a_folder_writes_tags_that_filters_and_browsing_find(library):
     import ui.state
+    from ui.tagging import load_vocabulary
 
     at = run_app("tags_page.py")
     assert [s for s in texts(at.subheader)] == ["Folders and their top tags", "Tag a folder", "Browse by tag"]
+    shipped = at.text_area(key="tag_vocab").value  # opens on the tags, not on the file format's comments
+    assert shipped.startswith("# --- ") and shipped.splitlines()[1] == "beach: sandy beach, seashore"
+    assert load_vocabulary(shipped).tags == load_vocabulary(None).tags  # the same vocabulary
     at.selectbox(key="tag_folder").set_value(str(library.root))
     at.checkbox(key="tag_edit").check()
     at.text_area(key="tag_vocab").input(VOCABULARY)
@@ -52,6 +61,9 @@ def test_tagging_a_folder_writes_tags_that_filters_and_browsing_find(library):
     tag = at.selectbox(key="browse_tag").value
     assert result_hashes(at, "tagged") == [p.content_hash for p in lib.with_tag(tag)][:24]
     assert "—" not in at.dataframe[0].value["top tags"].iloc[0]
+    cards = [text for text in texts(at.markdown) if text.startswith("**") and "/\u200b" in text]
+    assert len(cards) == len(result_hashes(at, "tagged"))  # folders break between names, never inside one
+    assert not any(str(library.root) in card for card in cards)  # the short folder, full paths in the tooltip
     first = result_hashes(at, "tagged")[0]
     at.button(key=f"tagged-open-{first}").click().run()  # opens on the Search page
     assert lib.photos[first].paths[0] in at.table[0].value.to_string()
@@ -98,14 +110,57 @@ def test_tiny_tuning_run_completes_then_promote_and_roll_back(library, tmp_path)
     saved = {v.name: v for v in versions.list_versions(library.home)}
     assert "ui-tiny" in saved and saved["ui-tiny"].metrics is not None
     at.run()
-    assert at.selectbox(key="cmp_b").value.name == "ui-tiny"
+    assert version_box(at, "cmp_b").value.name == "ui-tiny"
     at.toggle(key="cmp_run").set_value(True).run()
     assert len(at.get("image")) >= 2  # example queries ranked under both towers
+    assert at.button(key="promote").disabled  # trained on a handful of pairs: promotion asks first, and says why
+    assert any("trained on only" in text for text in texts(at.warning)), texts(at.warning)
+    at.checkbox(key="promote-confirm").check().run()
     at.button(key="promote").click().run()
     assert versions.active(library.home, saved["ui-tiny"].image_tower_id).name == "ui-tiny"
     assert any("ui-tiny" in text for text in texts(at.markdown) if "Search uses" in text)
     at.button(key="rollback").click().run()
     assert versions.active(library.home, saved["ui-tiny"].image_tower_id) is None
+
+
+def test_an_unvalidated_run_shows_empty_states_and_guards_its_promotion(library, tmp_path):
+    from models import versions
+
+    at = run_app("tune_page.py")
+    at.get("file_uploader")[0].set_value(("tiny.csv", captions_file(library, tmp_path).read_bytes(), "text/csv"))
+    at.selectbox(key="t_mode").set_value("head")
+    at.number_input(key="t_epochs").set_value(1)
+    at.selectbox(key="t_batch").set_value(8)
+    at.slider(key="t_valfrac").set_value(0.0)  # no held-out captions: nothing measures this version
+    at.text_input(key="t_name").input("ui-unvalidated")
+    wait_for_tasks(click(at, "Start tuning"))
+    assert any("Saved **ui-unvalidated**" in text for text in texts(at.success)), texts(at.error)
+    shown = " ".join(texts(at.caption) + texts(at.markdown) + texts(at.warning))
+    assert "No held-out recall" in shown and "None" not in shown and "null" not in shown
+    assert version_box(at, "cmp_b").value.name == "ui-unvalidated"  # the comparison opens on the new version
+    assert version_box(at, "cmp_a").index == 0  # the base model
+    assert len(at.get("vega_lite_chart")) == 1  # the loss curve; no empty recall chart, no empty comparison
+    assert not at.dataframe  # no table of empty metrics
+    assert any("not validated" in text for text in texts(at.caption))
+    warning = next(text for text in texts(at.warning) if "may make search worse" in text)
+    assert "never validated on held-out captions" in warning and "trained on only" in warning
+    assert at.button(key="promote").disabled and at.button(key="promote").proto.type == "secondary"
+    at.checkbox(key="promote-confirm").check().run()
+    assert not at.button(key="promote").disabled
+    tower = next(v for v in versions.list_versions(library.home) if v.name == "ui-unvalidated").image_tower_id
+    assert versions.active(library.home, tower) is None  # nothing promoted without the click
+
+
+def test_promotion_concerns_name_each_risk():
+    from ui.compare import promotion_concerns
+
+    good = {"train_size": {"pairs": 5000}, "metrics_before": {"mean_recall": 0.2},
+            "metrics_after": {"mean_recall": 0.3}}
+    assert promotion_concerns(good) == []
+    worse = {**good, "metrics_after": {"mean_recall": 0.1}}
+    assert promotion_concerns(worse) == ["its held-out recall (10.0%) is below the base model's (20.0%)"]
+    assert promotion_concerns({"train_size": {"pairs": 2}}) == [
+        "it was trained on only 2 caption pairs", "it was never validated on held-out captions"]
 
 
 def test_index_page_shows_counts_failures_model_and_store(library):
@@ -116,8 +171,10 @@ def test_index_page_shows_counts_failures_model_and_store(library):
     assert "notes.jpg" in at.dataframe[0].value["file"].iloc[0]
     table = at.table[0].value.to_string()
     assert "test-tiny" in table and "edge" in table and str(library.home) in table
-    followable = next(text for text in texts(at.markdown) if "not followed yet" in text)
-    assert str(library.root / "2021" / "beach") in followable and str(library.root / "2023" / "city") in followable
+    folders = at.dataframe[1].value  # the root the user added, not its leaf folders
+    assert list(folders["folder"]) == [str(library.root)]
+    assert folders["photos"].iloc[0] == 14 and folders["subfolders"].iloc[0] == 5  # 2021, beach, 2023, city, night
+    assert not folders["followed"].iloc[0]
     assert not at.button(key="watch-start").disabled
 
 
@@ -136,7 +193,7 @@ def test_adding_a_folder_indexes_it_in_the_background(library, tmp_path):
     assert any(f"Indexing {extra}: done" in text for text in texts(at.success))
     metrics = {m.label: m.value for m in at.metric}
     assert metrics["Indexed"] == "16" and metrics["Photos in the vector store"] == "16"
-    assert str(extra) in " ".join(texts(at.markdown))  # now a followed folder
+    assert str(extra) in list(at.dataframe[-1].value["folder"])  # now one of the index's folders
     search = run_app()
     assert any("16 photos indexed" in text for text in texts(search.info))
     search.sidebar.selectbox(key="f_folder").set_value(str(extra))
@@ -155,6 +212,7 @@ def test_following_changes_picks_up_a_new_photo(library, tmp_path):
     at = run_app("index_page.py")
     at.button(key="watch-start").click().run()
     assert ui.state.services().watching and at.button(key="watch-stop")
+    assert all(at.dataframe[-1].value["followed"])  # every added folder is followed now
     extra = Path(next(r for r in ui.state.services().status()["roots"]))
     write_jpeg(extra / "lime.jpg", image=solid_color_image("lime", (80, 60)))
     deadline = time.monotonic() + 30
