@@ -39,6 +39,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--ignore", action="append", default=[], metavar="GLOB",
                         help=f"skip names matching GLOB (repeatable; always skipped: {' '.join(DEFAULT_IGNORES)})")
     parser.add_argument("--no-thumbnails", action="store_true", help="do not write thumbnails")
+    parser.add_argument("--no-visual-vectors", action="store_true",
+                        help="store only the text-aligned vector: no visual one for near-duplicates and "
+                             "\"more like this\" (an older index is then not upgraded: its scan embeds nothing new)")
     parser.add_argument("--max-megapixels", type=float, default=180.0, help="refuse larger images (bomb guard)")
     parser.add_argument("--tag-vocabulary", metavar="NAME|FILE",
                         help="tag new photos as they arrive: 'default' (the shipped vocabulary) or a vocabulary file")
@@ -69,6 +72,7 @@ def settings_from(args: argparse.Namespace) -> IndexerSettings:
         follow_symlinks=args.follow_symlinks, include_hidden=args.include_hidden,
         ignore=DEFAULT_IGNORES + tuple(args.ignore), thumbnails=not args.no_thumbnails,
         max_megapixels=args.max_megapixels, tag_vocabulary=args.tag_vocabulary,
+        visual_vectors=not args.no_visual_vectors,
         image_idle_s=args.image_idle, runtime=args.runtime,
         text_idle_s=args.text_idle,
     )

@@ -77,6 +77,12 @@ def status(settings: IndexerSettings, as_json: bool, flags: list[str] = ()) -> i
     print(f"model       {report.get('model')}  (collection {collection.get('name')}, {collection.get('points')} "
           f"vectors, {collection.get('status')})")
     print(f"text tower  {report.get('text_version') or 'base'}")
+    if collection.get("visual_dim"):
+        missing = collection.get("points_without_visual") or 0
+        print(f"visual      {collection['visual_dim']}-d vector for near-duplicates and \"more like this\""
+              + (f"; {missing} photos still without one (the next scan adds them)" if missing else ""))
+    elif collection:
+        print("visual      none yet: the next scan adds it (`python -m indexer FOLDER`)")
     print(f"store       {store.get('kind')} at {store.get('where')}; catalog {report.get('catalog', {}).get('where')}")
     print("files       " + ", ".join(f"{counts.get(k, 0)} {k}"
                                      for k in ("indexed", "pending", "failed", "moved", "deleted")))

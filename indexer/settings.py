@@ -46,6 +46,7 @@ class IndexerSettings:
     max_megapixels: float = 180.0  # decompression-bomb guard
     tag_vocabulary: str | None = None  # tag new photos on arrival with this vocabulary ('default' or a file)
     serve: bool = True  # serve the local API while owning the data home
+    visual_vectors: bool = True  # store a visual vector beside the text-aligned one (near-duplicates, "more like this")
     # A watching owner releases its model once indexing has been idle `image_idle_s` and no query came for
     # `text_idle_s`. The text timeout is long on purpose: bench/owner_memory.py measured that releasing offline-lite
     # saves only ~30 MB (importing torch + transformers + timm alone holds ~720 MB RSS here) while the next query

@@ -76,5 +76,5 @@ class ActiveModel:
         self.refresh()
         return self.bundle.model.encode_texts(texts)
 
-    def encode_images(self, pixels: torch.Tensor) -> torch.Tensor:
-        return self.bundle.model.encode_images(pixels)
+    def encode_images(self, pixels: torch.Tensor, with_visual: bool = False):
+        return self.bundle.model.encode_images(pixels, with_visual=with_visual)

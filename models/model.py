@@ -84,18 +84,30 @@ class LitModel(nn.Module):
             raise AssertionError(f"image tower is not locked (trainable: {trainable[:3]}, training mode: "
                                  f"{self.image_tower.training})")
 
+    @property
+    def visual_dim(self) -> int:
+        """Width of the visual vectors `encode_images(..., with_visual=True)` returns."""
+        return self.image_tower.visual_dim
+
     def set_inference(self, image=None, text=None) -> None:
         """Encode with another runtime (models.runtime): `image(pixels)`, `text = (fn(ids, mask), tower)`."""
         self._image_runtime, self._text_runtime = image, text
 
     @torch.inference_mode()
-    def encode_images(self, pixels: torch.Tensor) -> torch.Tensor:  # (N, 3, H, W) -> (N, D) unit, fp32
+    def encode_images(self, pixels: torch.Tensor, with_visual: bool = False):
+        """(N, 3, H, W) -> (N, D) unit fp32 vectors in the shared space; with `with_visual`, the pair
+        (embedding (N, D), visual (N, V)), both unit, from the same forward pass (see `ImageTower.forward_with_visual`).
+        """
         self.assert_locked()
-        if self._image_runtime is not None:
+        if self._image_runtime is not None and not with_visual:
             return l2_normalize(self._image_runtime(pixels).float())
+        # The visual vector needs the backbone's pooled features, which an exported graph does not give: torch path.
+        pixels = pixels.to(self.device, non_blocking=True)
         with autocast(self.device):
-            features = self.image_tower(pixels.to(self.device, non_blocking=True))
-        return l2_normalize(features)
+            if not with_visual:
+                return l2_normalize(self.image_tower(pixels))
+            features, visual = self.image_tower.forward_with_visual(pixels)
+        return l2_normalize(features), l2_normalize(visual)
 
     def text_features(self, texts: list[str]) -> torch.Tensor:
         """Unit text vectors *with* autograd, for training; `encode_texts` is the inference path."""

@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from models.heads import build_head, head_output_dim
+from models.visual import visual_dim, visual_vector
 
 
 class ImageTower(nn.Module):
@@ -43,6 +44,30 @@ class ImageTower(nn.Module):
     def forward(self, pixels: torch.Tensor) -> torch.Tensor:  # (N, 3, H, W) -> (N, D)
         features = self.backbone(pixels)
         return self.head(features) if self.head is not None else features
+
+    @property
+    def visual_dim(self) -> int:
+        """Width of `forward_with_visual`'s second output (models.visual: pre-logit features + two thumbnails)."""
+        return visual_dim(int(getattr(self.backbone, "num_features", self.feature_dim)))
+
+    def forward_with_visual(self, pixels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(the embedding (N, D), the visual vector (N, V), unit) from one pass through the backbone.
+
+        The visual vector (models.visual) is what the photo *looks like*: the backbone's pooled pre-logit features,
+        before any head maps them into the text-aligned space, and a coarse thumbnail of the pixels. It tells a
+        re-encode or resize of a photo from another photo of the same kind of thing, which a text-aligned space can
+        be too coarse for (offline-lite's 1000-class distribution puts unrelated photos at cos 0.9). Measured in
+        bench/dedupe_fit.py.
+        """
+        backbone = self.backbone
+        if hasattr(backbone, "forward_features") and hasattr(backbone, "forward_head"):
+            feature_map = backbone.forward_features(pixels)
+            features = backbone.forward_head(feature_map)  # == backbone(pixels)
+            pre_logits = backbone.forward_head(feature_map, pre_logits=True)
+        else:
+            features = pre_logits = backbone(pixels)
+        embedding = self.head(features) if self.head is not None else features
+        return embedding, visual_vector(pre_logits, pixels)
 
     def fingerprint(self) -> str:
         """`<arch>-<12 hex>`: a digest of every weight and buffer plus the head and preprocessing specs.

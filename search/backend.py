@@ -41,6 +41,9 @@ class Backend(Protocol):
 
     def encode_image(self, path: Path | None = None, data: bytes | None = None) -> np.ndarray: ...  # (D,)
 
+    def encode_image_both(self, path: Path | None = None,
+                          data: bytes | None = None) -> tuple[np.ndarray, np.ndarray | None]: ...  # (D,), (V,)
+
     def close(self) -> None: ...
 
 
@@ -64,6 +67,10 @@ class OwnerBackend:
 
     def encode_image(self, path: Path | None = None, data: bytes | None = None) -> np.ndarray:
         return self.client.embed_image(path=path, data=data)
+
+    def encode_image_both(self, path: Path | None = None,
+                          data: bytes | None = None) -> tuple[np.ndarray, np.ndarray | None]:
+        return self.client.embed_image_both(path=path, data=data)
 
     def close(self) -> None:
         pass
@@ -108,13 +115,19 @@ class LocalBackend:
         return self.slot.active().encode_texts(list(texts)).cpu().numpy()
 
     def encode_image(self, path: Path | None = None, data: bytes | None = None) -> np.ndarray:
+        return self.encode_image_both(path, data)[0]
+
+    def encode_image_both(self, path: Path | None = None,
+                          data: bytes | None = None) -> tuple[np.ndarray, np.ndarray | None]:
+        """(text-aligned, visual) vectors of an image from one forward pass, decoded as the indexer does."""
         from indexer.scan.decode import decode_image
 
         bundle = self.slot()
         raw = data if data is not None else Path(path).read_bytes()
         decoded = decode_image(raw, min_side=2 * bundle.input_size, name=str(path or "upload"))
         pixels = bundle.preprocess(decoded.image)[None]
-        return bundle.model.encode_images(pixels)[0].cpu().numpy()
+        vectors, visuals = bundle.model.encode_images(pixels, with_visual=True)
+        return vectors[0].float().cpu().numpy(), visuals[0].float().cpu().numpy()
 
     def close(self) -> None:
         for resource in (getattr(self, "store", None), getattr(self, "catalog", None)):

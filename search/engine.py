@@ -3,6 +3,13 @@
 One ranking path: the query terms become one unit vector (weighted sum of positive terms minus negative ones,
 rclip-style arithmetic), the vector store ranks by cosine under the payload filter, and the page is calibrated and
 de-duplicated from the hits' own vectors. `models.evaluate retrieval` and the UI rank through this same method.
+
+Two spaces (indexer.stores.vectors): a query made of images only ("more like this", uploads) ranks by the *visual*
+vector when the collection has one for every photo, because what a photo looks like is what such a query asks for and
+the text-aligned space can be too coarse for it (offline-lite's puts unrelated photos at cos 0.9); a query with any
+text ranks in the text-aligned space. Near-duplicates are folded by their visual vectors (search.dedupe), so a
+resized copy folds and a different photo of the same kind of thing does not. An index whose photos do not all have
+a visual vector yet (an older index being upgraded) keeps answering image queries in the text-aligned space.
 """
 
 from __future__ import annotations
@@ -16,10 +23,11 @@ from pathlib import Path
 
 import numpy as np
 
-from indexer.stores.vectors import Hit, VectorFilter, point_id
+from indexer.stores.vectors import SEMANTIC, VISUAL, Hit, VectorFilter, point_id
+from models.visual import split as split_visual
 from search.backend import Backend
 from search.calibration import Calibrator
-from search.dedupe import DEFAULT_THRESHOLD, collapse
+from search.dedupe import DEFAULT_RULE, SEMANTIC_THRESHOLD, FoldRule, collapse
 from search.query import Query, Term
 
 log = logging.getLogger(__name__)
@@ -71,6 +79,8 @@ class SearchEngine:
         self.backend = backend
         self.thumbnails_dir = thumbnails_dir or backend.home / "thumbnails"
         self._calibrator: Calibrator | None = None
+        self._visual_calibrator: Calibrator | None = None
+        self._visual_dim: int | None | bool = False  # False: not looked up yet
 
     @classmethod
     def open(cls, home: Path, **options) -> SearchEngine:
@@ -97,14 +107,56 @@ class SearchEngine:
 
     def image_vector(self, path: Path | None = None, data: bytes | None = None) -> tuple[np.ndarray, str | None]:
         """(D,) vector of an image and its content hash. A photo already indexed costs no model call."""
+        vector, _, digest = self.image_vectors(path, data, need_visual=False)
+        return vector, digest
+
+    def image_vectors(self, path: Path | None = None, data: bytes | None = None,
+                      need_visual: bool = True) -> tuple[np.ndarray, np.ndarray | None, str]:
+        """(text-aligned (D,), visual (V,) or None, content hash) of an image. An indexed photo costs no model call
+        (its stored vectors are read back, unless `need_visual` and it has no visual one yet); any other image takes
+        one forward pass for both."""
         from indexer.scan.hashing import content_hash
 
         raw = data if data is not None else Path(path).expanduser().read_bytes()
         digest = content_hash(raw)
         found = self.backend.store.retrieve(self.collection, [point_id(digest)], with_vectors=True)
-        if found and found[0].vector is not None:
-            return np.asarray(found[0].vector, np.float32), digest
-        return self.backend.encode_image(data=raw), digest
+        if found and found[0].vector is not None and (
+                found[0].visual is not None or not need_visual or not self.visual_dim):
+            point = found[0]
+            visual = None if point.visual is None else np.asarray(point.visual, np.float32)
+            return np.asarray(point.vector, np.float32), visual, digest
+        vector, visual = self.backend.encode_image_both(data=raw)
+        if visual is not None and self.visual_dim and len(visual) != self.visual_dim:
+            visual = None  # a serving model whose tower is not the collection's: its visual space differs
+        return vector, visual, digest
+
+    @property
+    def visual_dim(self) -> int | None:
+        """Size of the collection's visual vector, None when it has none (read once per engine)."""
+        if self._visual_dim is False:
+            self._visual_dim = self.backend.store.vector_dims(self.collection).get(VISUAL)
+        return self._visual_dim
+
+    def visual_complete(self) -> bool:
+        """True when every photo of the collection has its visual vector (an upgrade may still be filling them)."""
+        if not self.visual_dim:
+            return False
+        return self.backend.store.count(self.collection, VectorFilter(has_visual=False)) == 0
+
+    def visual_query_vector(self, query: Query) -> tuple[np.ndarray, tuple[str, ...]] | None:
+        """The query in the visual space when it is made of images only and every photo has a visual vector;
+        None otherwise (the query then runs in the text-aligned space)."""
+        if any(term.image is None for term in query.terms) or not self.visual_complete():
+            return None
+        total, exclude = None, []
+        for term in query.terms:
+            _, visual, digest = self.image_vectors(term.image)
+            if visual is None:
+                return None
+            if term.weight > 0:
+                exclude.append(digest)  # "more like this" should not answer with this very photo
+            total = term.weight * visual if total is None else total + term.weight * visual
+        return _unit(total), tuple(exclude)
 
     def query_vector(self, query: Query) -> tuple[np.ndarray, tuple[str, ...]]:
         """Weighted sum of the terms (negatives subtract), normalised; plus hashes of query images to exclude."""
@@ -126,54 +178,79 @@ class SearchEngine:
 
     def search(self, query: Query, *, filter: VectorFilter | None = None, limit: int = 20, offset: int = 0,
                min_score: float | None = None, collapse_duplicates: bool = True,
-               duplicate_threshold: float = DEFAULT_THRESHOLD) -> SearchPage:
-        """A page of results. `min_score=None` keeps relevant photos only; a number keeps calibrated ≥ it."""
-        vector, exclude = self.query_vector(query)
+               duplicates: FoldRule = DEFAULT_RULE) -> SearchPage:
+        """A page of results. `min_score=None` keeps relevant photos only; a number keeps calibrated ≥ it.
+
+        `duplicates` is the near-duplicate rule on visual vectors; a collection without them folds by the
+        text-aligned vectors at `SEMANTIC_THRESHOLD`."""
+        visual = self.visual_query_vector(query)
+        using = VISUAL if visual is not None else SEMANTIC
+        vector, exclude = visual if visual is not None else self.query_vector(query)
         flt = _with_exclusions(filter, exclude)
         pool = (offset + limit) * (POOL_FACTOR if collapse_duplicates else 1)
-        hits = self.backend.store.query(self.collection, vector, limit=pool, filter=flt)
-        scored = self._score(vector, hits)  # [(result, vector)] in rank order
+        hits = self.backend.store.query(self.collection, vector, limit=pool, filter=flt, using=using)
+        scored = self._score(vector, hits, using)  # [(result, fold vector or None)] in rank order
         any_relevant = any(r.relevant for r, _ in scored)
-        if min_score is None:
-            scored = [(r, v) for r, v in scored if r.relevant]
-        else:
-            scored = [(r, v) for r, v in scored if r.calibrated >= min_score]
-        results = _collapsed(scored, duplicate_threshold) if collapse_duplicates else [r for r, _ in scored]
+        rule = duplicates if self.visual_dim else SEMANTIC_THRESHOLD
+        groups = collapse([v for _, v in scored], rule) if collapse_duplicates else [[i] for i in range(len(scored))]
+        results = _shown(scored, groups, min_score)
         return SearchPage(query.describe(), results[offset:offset + limit], not any_relevant, offset, limit)
 
-    def _score(self, query: np.ndarray, hits: list[Hit]) -> list[tuple[SearchResult, np.ndarray]]:
+    def _score(self, query: np.ndarray, hits: list[Hit],
+               using: str = SEMANTIC) -> list[tuple[SearchResult, np.ndarray | None]]:
+        """Results with the vector each is folded by: its visual one when the collection has them (None for a
+        photo still without one: it is never folded), else its text-aligned one."""
         if not hits:
             return []
         points = self.backend.store.retrieve(self.collection, [h.id for h in hits], with_vectors=True)
-        vectors = {p.id: p.vector for p in points}
-        hits = [h for h in hits if vectors.get(h.id) is not None]
-        matrix = np.stack([vectors[h.id] for h in hits]).astype(np.float32)  # (N, D)
+        found = {p.id: p for p in points}
+        hits = [h for h in hits if h.id in found and found[h.id].vector is not None]
         scores = np.array([h.score for h in hits], np.float32)
-        calibrator = self.calibrator()
+        calibrator = self.calibrator(using)
         probability = calibrator.calibrated(query, scores)
         relevant = calibrator.relevant(probability)
-        rows = zip(hits, probability, relevant, matrix, strict=True)
-        return [(self._result(h, float(p), bool(r)), v) for h, p, r, v in rows]
+        visual = bool(self.visual_dim)
+        folds = [found[h.id].visual if visual else found[h.id].vector for h in hits]
+        if using == VISUAL and hits and all(f is not None for f in folds):
+            # A near-duplicate of the query image is a good match whatever the library looks like: the fold rule's
+            # verdict (fitted for zero distinct photos folded, bench/dedupe_fit.py) needs no library statistics, and
+            # a small library full of one photo's copies is exactly where a library z-score cannot tell.
+            near = DEFAULT_RULE.matches(split_visual(query), split_visual(np.stack(folds)))
+            relevant = relevant | near
+            probability = np.where(near, np.maximum(probability, 0.5), probability)
+        rows = zip(hits, probability, relevant, folds, strict=True)
+        return [(self._result(h, float(p), bool(r)), None if v is None else np.asarray(v, np.float32))
+                for h, p, r, v in rows]
 
-    def calibrator(self) -> Calibrator:
-        """A sample of the library's vectors, read once per engine and cached in the data home for an hour, so a
-        CLI query through the owner does not pull 2 MB of vectors over its API every time."""
-        if self._calibrator is None:
-            cache = self.backend.home / "cache" / f"library-sample-{self.collection}.npy"
+    def calibrator(self, using: str = SEMANTIC) -> Calibrator:
+        """A sample of the library's vectors (visual ones for `using=VISUAL`: image queries are judged against
+        the library in the space they rank in), read once per engine and cached in the data home for an hour, so
+        a CLI query through the owner does not pull 2 MB of vectors over its API every time."""
+        current = self._visual_calibrator if using == VISUAL else self._calibrator
+        if current is None:
+            kind = "visual-" if using == VISUAL else ""
+            cache = self.backend.home / "cache" / f"library-sample-{kind}{self.collection}.npy"
             matrix = _fresh_sample(cache)
             if matrix is None:
-                matrix = self._read_sample()
+                matrix = self._read_sample(using)
                 _save_sample(cache, matrix)
-            self._calibrator = Calibrator(matrix)
-        return self._calibrator
+            current = Calibrator(matrix)
+            if using == VISUAL:
+                self._visual_calibrator = current
+            else:
+                self._calibrator = current
+        return current
 
-    def _read_sample(self) -> np.ndarray:
+    def _read_sample(self, using: str = SEMANTIC) -> np.ndarray:
         sample = []
-        for point in self.backend.store.scroll(self.collection, with_vectors=True):
-            sample.append(point.vector)
+        flt = VectorFilter(has_visual=True) if using == VISUAL else None
+        for point in self.backend.store.scroll(self.collection, flt, with_vectors=True):
+            vector = point.visual if using == VISUAL else point.vector
+            if vector is not None:
+                sample.append(vector)
             if len(sample) >= LIBRARY_SAMPLE:
                 break
-        dim = self.backend.collection.dim
+        dim = (self.visual_dim or 0) if using == VISUAL else self.backend.collection.dim
         return np.stack(sample).astype(np.float32) if sample else np.zeros((0, dim), np.float32)
 
     def _result(self, hit: Hit, probability: float, relevant: bool) -> SearchResult:
@@ -194,15 +271,23 @@ class SearchEngine:
         return str(path) if path.exists() else None
 
 
-def _collapsed(scored: list[tuple[SearchResult, np.ndarray]], threshold: float) -> list[SearchResult]:
-    """Fold near-duplicates into the best-ranked member of their group."""
-    if len(scored) < 2:
-        return [r for r, _ in scored]
+def _shown(scored: list[tuple[SearchResult, np.ndarray | None]], groups: list[list[int]],
+           min_score: float | None) -> list[SearchResult]:
+    """One result per group of near-duplicates (its best-ranked member, the others' paths as `duplicates`), kept
+    when any member passes: relevant (`min_score=None`) or calibrated >= min_score. Folding before filtering keeps
+    a family together whichever copy the query happens to match best."""
     out = []
-    for group in collapse(np.stack([v for _, v in scored]), threshold):
-        head = scored[group[0]][0]
-        twins = [p for i in group[1:] for p in scored[i][0].paths]
-        out.append(SearchResult(**{**head.__dict__, "duplicates": twins}) if twins else head)
+    for group in groups:
+        members = [scored[i][0] for i in group]
+        passing = [m.relevant if min_score is None else m.calibrated >= min_score for m in members]
+        if not any(passing):
+            continue
+        head = members[0]
+        twins = [p for m in members[1:] for p in m.paths]
+        if twins:
+            head = SearchResult(**{**head.__dict__, "duplicates": twins, "relevant": any(m.relevant for m in members),
+                                   "calibrated": max(m.calibrated for m in members)})
+        out.append(head)
     return out
 
 

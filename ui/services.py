@@ -180,7 +180,12 @@ class ServiceBackend:
             return active.encode_texts(list(texts)).float().cpu().numpy()  # (N, D)
 
     def encode_image(self, path: Path | None = None, data: bytes | None = None) -> np.ndarray:
-        """Decoded and preprocessed exactly as the indexer does, so an upload lands in the stored space."""
+        return self.encode_image_both(path, data)[0]
+
+    def encode_image_both(self, path: Path | None = None,
+                          data: bytes | None = None) -> tuple[np.ndarray, np.ndarray | None]:
+        """(text-aligned, visual) vectors, decoded and preprocessed exactly as the indexer does, so an upload lands
+        in the stored spaces."""
         from indexer.scan.decode import decode_image
 
         bundle = self.service.serving_slot()()
@@ -189,7 +194,8 @@ class ServiceBackend:
                                max_megapixels=self.service.settings.max_megapixels)
         pixels = bundle.preprocess(decoded.image).unsqueeze(0)  # (1, 3, H, W)
         with self._model_lock:
-            return bundle.model.encode_images(pixels)[0].float().cpu().numpy()  # (D,)
+            vectors, visuals = bundle.model.encode_images(pixels, with_visual=True)
+        return vectors[0].float().cpu().numpy(), visuals[0].float().cpu().numpy()  # (D,), (V,)
 
     def close(self) -> None:
         """The service is closed by its owner (`LocalServices`)."""

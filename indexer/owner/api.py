@@ -95,6 +95,7 @@ class QueryBody(Body):
     offset: int = Field(0, ge=0)
     filter: FilterBody | None = None
     score_threshold: float | None = None
+    using: str = ""  # the vector to rank by: "" the text-aligned one, "visual" the visual one
 
 
 class IdsBody(Body):
@@ -133,7 +134,8 @@ def _vector_filter(body: BaseModel | None) -> VectorFilter | None:
 
 def _point_json(point: VectorPoint) -> dict[str, Any]:
     vector = None if point.vector is None else np.asarray(point.vector, dtype=np.float32).tolist()
-    return {"id": point.id, "vector": vector, "payload": point.payload}
+    visual = None if point.visual is None else np.asarray(point.visual, dtype=np.float32).tolist()
+    return {"id": point.id, "vector": vector, "payload": point.payload, "visual": visual}
 
 
 @contextlib.contextmanager
@@ -198,8 +200,10 @@ class OwnerApi:
             raise ApiError(422, "undecodable", str(err)) from err
         pixels = bundle.preprocess(decoded.image).unsqueeze(0)  # (1, 3, H, W)
         with self.model_lock:
-            vector = bundle.model.encode_images(pixels)[0].float().cpu().numpy()  # (D,)
-        return {"vector": vector.tolist(), "dim": bundle.dim, "image_tower_id": bundle.image_tower_id}
+            vectors, visuals = bundle.model.encode_images(pixels, with_visual=True)
+        vector, visual = vectors[0].float().cpu().numpy(), visuals[0].float().cpu().numpy()  # (D,), (V,)
+        return {"vector": vector.tolist(), "dim": bundle.dim, "image_tower_id": bundle.image_tower_id,
+                "visual": visual.tolist()}
 
     def collections(self) -> dict[str, Any]:
         active = self.service.catalog.active_collection()
@@ -211,8 +215,12 @@ class OwnerApi:
         vector = np.asarray(body.vector, dtype=np.float32)
         with _store_errors():
             hits = self.service.store.query(check_collection_name(collection), vector, body.limit, body.offset,
-                                            _vector_filter(body.filter), body.score_threshold)
+                                            _vector_filter(body.filter), body.score_threshold, using=body.using)
         return {"hits": [{"id": h.id, "score": h.score, "payload": h.payload} for h in hits]}
+
+    def dims(self, collection: str) -> dict[str, Any]:
+        with _store_errors():
+            return {"dims": self.service.store.vector_dims(check_collection_name(collection))}
 
     def retrieve(self, collection: str, body: RetrieveBody) -> dict[str, Any]:
         with _store_errors():
@@ -310,6 +318,7 @@ PRIVATE_ROUTES = [
     ("POST", "/embed/texts", "embed_texts"),
     ("POST", "/embed/image", "embed_image"),
     ("GET", "/vectors/collections", "collections"),
+    ("GET", "/vectors/{collection}/dims", "dims"),
     *(("POST", f"/vectors/{{collection}}/{op}", op) for op in ("query", "retrieve", "count", "scroll")),
     ("POST", "/payloads/sync", "sync_payloads"),
     ("POST", "/check", "check"),

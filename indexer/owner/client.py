@@ -23,7 +23,15 @@ from typing import Any
 import numpy as np
 
 from indexer.owner.ownership import TOKEN, OwnerInfo, find_owner
-from indexer.stores.vectors import Hit, UnknownCollectionError, VectorFilter, VectorPoint, VectorStoreError, as_id_list
+from indexer.stores.vectors import (
+    SEMANTIC,
+    Hit,
+    UnknownCollectionError,
+    VectorFilter,
+    VectorPoint,
+    VectorStoreError,
+    as_id_list,
+)
 
 HEALTH_TIMEOUT = 1.0  # an owner that cannot say "ok" within a second is treated as absent
 REQUEST_TIMEOUT = 120.0  # generous: the first embedding request may load the model
@@ -97,6 +105,12 @@ class OwnerClient:
     def embed_image(self, path: str | Path | None = None, data: bytes | None = None) -> np.ndarray:
         """(D,) float32 unit vector of an image file or of its bytes. A file is read here, with the caller's own
         rights, and sent: the owner reads paths only for photos of its index (`indexer.owner.pathguard`)."""
+        return self.embed_image_both(path, data)[0]
+
+    def embed_image_both(self, path: str | Path | None = None,
+                         data: bytes | None = None) -> tuple[np.ndarray, np.ndarray | None]:
+        """(text-aligned (D,), visual (V,) or None) unit vectors of an image, from one forward pass on the owner;
+        read and sent as `embed_image` does."""
         if (path is None) == (data is None):
             raise ValueError("give exactly one of path and data")
         name = "uploaded image"
@@ -104,7 +118,10 @@ class OwnerClient:
             path = Path(path).expanduser().resolve()
             data, name = path.read_bytes(), str(path)
         body = {"data_b64": base64.b64encode(data).decode("ascii"), "name": name}
-        return np.asarray(self._call("POST", "/embed/image", body)["vector"], dtype=np.float32)
+        answer = self._call("POST", "/embed/image", body)
+        visual = answer.get("visual")
+        return (np.asarray(answer["vector"], dtype=np.float32),
+                None if visual is None else np.asarray(visual, dtype=np.float32))
 
     def index(self, paths: Sequence[str | Path], *, add_roots: bool = False) -> str:
         """Ask the owner to index these folders (and, with `add_roots`, to keep following them); the job id."""
@@ -194,8 +211,18 @@ class RemoteVectorStore:
     def __init__(self, client: OwnerClient):
         self.client = client
 
-    def ensure_collection(self, name: str, dim: int) -> None:
+    def ensure_collection(self, name: str, dim: int, visual_dim: int | None = None) -> None:
         raise self._read_only("create collections")
+
+    def add_visual(self, name: str, visual_dim: int) -> None:
+        raise self._read_only("add a visual vector")
+
+    def set_visual(self, name: str, vectors: dict[str, np.ndarray]) -> None:
+        raise self._read_only("set visual vectors")
+
+    def vector_dims(self, name: str) -> dict[str, int]:
+        with _store_errors():
+            return {k: int(v) for k, v in self.client._call("GET", f"/vectors/{_quote(name)}/dims")["dims"].items()}
 
     def drop_collection(self, name: str) -> None:
         raise self._read_only("drop collections")
@@ -223,9 +250,10 @@ class RemoteVectorStore:
         return [_point(p) for p in answer["points"]]
 
     def query(self, name: str, vector: np.ndarray, limit: int = 10, offset: int = 0,
-              filter: VectorFilter | None = None, score_threshold: float | None = None) -> list[Hit]:
+              filter: VectorFilter | None = None, score_threshold: float | None = None,
+              using: str = SEMANTIC) -> list[Hit]:
         body = {"vector": np.asarray(vector, dtype=np.float32).tolist(), "limit": limit, "offset": offset,
-                "filter": _filter_json(filter), "score_threshold": score_threshold}
+                "filter": _filter_json(filter), "score_threshold": score_threshold, "using": using}
         return [Hit(h["id"], float(h["score"]), h["payload"]) for h in self._post(name, "query", body)["hits"]]
 
     def count(self, name: str, filter: VectorFilter | None = None) -> int:
@@ -274,8 +302,9 @@ def _filter_json(flt: VectorFilter | None) -> dict[str, Any] | None:
 
 
 def _point(raw: dict[str, Any]) -> VectorPoint:
-    vector = raw.get("vector")
-    return VectorPoint(raw["id"], None if vector is None else np.asarray(vector, dtype=np.float32), raw["payload"])
+    vector, visual = raw.get("vector"), raw.get("visual")
+    return VectorPoint(raw["id"], None if vector is None else np.asarray(vector, dtype=np.float32), raw["payload"],
+                       None if visual is None else np.asarray(visual, dtype=np.float32))
 
 
 def _quote(part: str) -> str:

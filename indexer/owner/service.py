@@ -24,6 +24,7 @@ from indexer.scan.pipeline import Pipeline
 from indexer.scan.reconcile import Reconciled, Reconciler
 from indexer.scan.settle import SettleQueue
 from indexer.scan.sync import PayloadSync
+from indexer.scan.visual import VisualBackfill, prepare_collection
 from indexer.scan.walk import FileFilter
 from indexer.settings import IndexerSettings
 from indexer.stores.catalog import Catalog
@@ -31,7 +32,7 @@ from indexer.stores.catalog_schema import utc_now
 from indexer.stores.diskspace import BATCH_WRITE_BYTES, ensure_free
 from indexer.stores.factory import open_vector_store
 from indexer.stores.roots import remember_roots
-from indexer.stores.vectors import VectorStore
+from indexer.stores.vectors import VectorFilter, VectorStore
 
 log = logging.getLogger(__name__)
 
@@ -78,13 +79,17 @@ class IndexerService:
         self.roots = tuple(settings.roots)
         self.model_name, self.slot = resolve_model(settings, self.catalog)
         self.collection = target_collection(self.catalog, self.model_name, self.slot)
-        self.store.ensure_collection(self.collection.name, self.collection.dim)
+        has_visual = prepare_collection(self.catalog, self.store, self.collection, self.slot, settings.visual_vectors)
         self.reconciler = Reconciler(self.catalog, self.sync, self.rules, self.roots)
         self.pipeline = Pipeline(
             self.catalog, self.sync, self.collection.name, self.slot, batch_size=settings.batch_size,
             workers=settings.workers, thumbnails_dir=settings.thumbnails_dir if settings.thumbnails else None,
             thumbnail_size=settings.thumbnail_size, max_megapixels=settings.max_megapixels,
             on_embedded=self._tag_arrivals if self.vocabulary is not None else None)
+        self.pipeline.visual = has_visual
+        self.visual_backfill = VisualBackfill(
+            self.store, self.collection.name, self.slot, batch_size=settings.batch_size, workers=settings.workers,
+            max_megapixels=settings.max_megapixels) if has_visual else None
         self._serving: ModelSlot | None = None
         self._watcher = None  # (observer, handler) while watching
         self.work_lock = threading.Lock()  # one writer at a time: the scan/watch loop and API "index" requests
@@ -131,6 +136,7 @@ class IndexerService:
                 if str(root) not in rec.skipped_roots:
                     remember_roots(self.catalog, [root])  # the Index page lists what the user added, not leaves
                 self._process(rec, report, f"indexing {root}")
+        self._backfill_visual()
         self._maybe_complete()
         report.seconds = time.monotonic() - started
         return report
@@ -184,6 +190,20 @@ class IndexerService:
         if not self.stop.is_set():  # a stop mid-run leaves deletions to the next scan: consistent either way
             self.reconciler.finish(rec)
         report.add(rec)
+
+    def _backfill_visual(self) -> None:
+        """Photos indexed before the collection had a visual vector get one (indexer.scan.visual), after the scan."""
+        if self.visual_backfill is None or self.stop.is_set():
+            return
+        with self.work_lock:
+            todo = self.store.count(self.collection.name, VectorFilter(has_visual=False))
+            if not todo:
+                return
+            bar = tqdm(total=todo, desc="visual vectors", unit="img", disable=not self.progress, dynamic_ncols=True)
+            try:
+                self.visual_backfill.run(self.stop, bar.update)
+            finally:
+                bar.close()
 
     def _maybe_complete(self) -> None:
         if not self.stop.is_set():

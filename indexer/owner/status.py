@@ -16,7 +16,7 @@ from indexer.stores.catalog import META_DEFAULT_MODEL, Catalog
 from indexer.stores.fsnames import to_text  # paths in answers are valid Unicode (JSON)
 from indexer.stores.records import CollectionInfo
 from indexer.stores.roots import indexed_roots
-from indexer.stores.vectors import VectorStore, VectorStoreError
+from indexer.stores.vectors import VectorFilter, VectorStore, VectorStoreError
 
 MAX_FAILURES_LISTED = 50  # a library can hold thousands of broken files; the count is exact, the list a sample
 
@@ -49,8 +49,8 @@ def status_report(
             "moved": moved,
             "failures": [{"path": to_text(path), "reason": reason} for path, reason in failures[:MAX_FAILURES_LISTED]],
         },
-        "collection": _collection(active, store) if active else None,
-        "collections": [_collection(info, None) for info in catalog.list_collections()],
+        "collection": _collection(active, store, catalog.visual_dim(active.name)) if active else None,
+        "collections": [_collection(info, None, catalog.visual_dim(info.name)) for info in catalog.list_collections()],
         "text_version": _text_version(settings.home, active),
         "catalog": {"where": catalog.where},
         "store": store_description(store),
@@ -72,12 +72,13 @@ def store_description(store: VectorStore) -> dict[str, str]:
     return {"kind": type(store).__name__, "where": ""}
 
 
-def _collection(info: CollectionInfo, store: VectorStore | None) -> dict[str, Any]:
+def _collection(info: CollectionInfo, store: VectorStore | None, visual_dim: int | None = None) -> dict[str, Any]:
     out: dict[str, Any] = {
         "name": info.name,
         "model": info.model,
         "image_tower_id": info.image_tower_id,
         "dim": info.dim,
+        "visual_dim": visual_dim,  # the visual vector (near-duplicates, "more like this"); None: not there yet
         "status": info.status,
         "created_at": _iso(info.created_at),
         "completed_at": _iso(info.completed_at),
@@ -85,6 +86,8 @@ def _collection(info: CollectionInfo, store: VectorStore | None) -> dict[str, An
     if store is not None:
         try:
             out["points"] = store.count(info.name)
+            if visual_dim:
+                out["points_without_visual"] = store.count(info.name, VectorFilter(has_visual=False))
         except (VectorStoreError, KeyError) as err:  # a store wiped by hand: report it rather than fail the status
             out["points"] = None
             out["store_error"] = str(err)

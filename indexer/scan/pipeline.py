@@ -64,6 +64,7 @@ class Pipeline:
         self.thumbnails_dir, self.thumbnail_size, self.max_megapixels = thumbnails_dir, thumbnail_size, max_megapixels
         self.on_embedded = on_embedded  # e.g. tag-on-arrival: (hashes, vectors)
         self.model_calls = 0  # images sent through the model (tests assert moves cost none)
+        self.visual = False  # also store the visual vector (the collection declares one; set by the service)
 
     def run(self, paths: list[str], stop: threading.Event, progress=None) -> BatchReport:
         report = BatchReport()
@@ -157,12 +158,17 @@ class Pipeline:
     def _embed(self, batch: list[Prepared]) -> int:
         unique = list({item.hash: item for item in batch}.values())  # duplicates within a batch: one model call
         bundle = self.model_provider()
-        vectors = bundle.model.encode_images(torch.stack([item.pixels for item in unique])).cpu()  # (B, D)
+        pixels = torch.stack([item.pixels for item in unique])
+        vectors, visuals = bundle.model.encode_images(pixels, with_visual=True) if self.visual else (
+            bundle.model.encode_images(pixels), None)  # (B, D), (B, V): one forward pass either way
+        vectors = vectors.cpu()
         self.model_calls += len(unique)
         self.catalog.upsert_contents([item.content for item in unique])
         self.catalog.set_hashes({item.path: item.hash for item in batch})
         by_hash = {item.hash: vec.numpy() for item, vec in zip(unique, vectors, strict=True)}
-        self.sync.upsert_vectors(self.collection, by_hash)
+        visual_by_hash = None if visuals is None else {
+            item.hash: vec.numpy() for item, vec in zip(unique, visuals.cpu(), strict=True)}
+        self.sync.upsert_vectors(self.collection, by_hash, visual_by_hash)
         self.catalog.record_embeddings([item.hash for item in unique], self.collection)
         self.catalog.mark_indexed([item.path for item in batch], self.collection)
         if self.on_embedded is not None:

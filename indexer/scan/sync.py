@@ -40,9 +40,12 @@ class PayloadSync:
                 out[digest] = _payload(info, paths[digest], tags.get(digest, {}))
         return out
 
-    def upsert_vectors(self, collection: str, vectors: dict[str, np.ndarray]) -> None:
+    def upsert_vectors(self, collection: str, vectors: dict[str, np.ndarray],
+                       visuals: dict[str, np.ndarray] | None = None) -> None:
+        """Store contents' vectors (and visual vectors, when given) with payloads built from the catalog."""
         payloads = self.payloads(vectors)
-        points = [VectorPoint(point_id(h), v, payloads[h]) for h, v in vectors.items() if h in payloads]
+        visuals = visuals or {}
+        points = [VectorPoint(point_id(h), v, payloads[h], visuals.get(h)) for h, v in vectors.items() if h in payloads]
         self.store.upsert(collection, points)
 
     def refresh(self, hashes: Iterable[str]) -> None:

@@ -41,6 +41,7 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 META_ACTIVE_COLLECTION = "active_collection"
+META_VISUAL_DIM = "visual_dim:{}"  # the collection has a visual vector of this size
 META_DEFAULT_MODEL = "default_model"
 _MAX_ERROR_LEN = 2000
 MOVED_TO = "moved to "  # the note on a deleted path whose photo was renamed or moved (`record_moves`)
@@ -391,8 +392,19 @@ class Catalog(schema.Database):
             conn.execute(delete(embeddings).where(embeddings.c.collection == name))
             conn.execute(delete(collections).where(collections.c.name == name))
             conn.execute(delete(meta).where(meta.c.key == META_ACTIVE_COLLECTION, meta.c.value == name))
+            conn.execute(delete(meta).where(meta.c.key == META_VISUAL_DIM.format(name)))
 
         self._tx(work)
+
+    def visual_dim(self, name: str) -> int | None:
+        """Size of the collection's visual vector (near-duplicates, "more like this"); None when it has none yet.
+        Kept in `meta` (`visual_dim:<collection>`), so collections made before it need no schema change."""
+        value = self.get_meta(META_VISUAL_DIM.format(name))
+        return int(value) if value else None
+
+    def set_visual_dim(self, name: str, dim: int) -> None:
+        """Record that the vector store's collection declares the visual vector (of `dim`)."""
+        self.set_meta(META_VISUAL_DIM.format(name), str(int(dim)))
 
     def active_collection(self) -> CollectionInfo | None:
         """The collection searches read from."""

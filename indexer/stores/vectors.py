@@ -11,6 +11,16 @@ compares the answers.
 Vectors are unit-norm (the image tower normalises in exactly one place) and compared by cosine; `upsert` refuses
 anything else, because a vector of the wrong norm would silently skew every ranking it takes part in.
 
+Two vectors per point (Qdrant named vectors): the text-aligned one under Qdrant's default name "" (what text search
+reads; collections made before there was a second vector hold only this one), and optionally a *visual* one under
+`VISUAL` (models.visual: the image tower's pooled backbone features plus coarse thumbnails), which tells a re-encode
+from a different photo of the same kind of thing where a text-aligned space (offline-lite's class distribution)
+cannot. A collection declares the visual
+vector when it is created (`ensure_collection(..., visual_dim=)`) or gains it later with `add_visual`, which copies
+the collection into the two-vector layout (Qdrant cannot add a vector to an existing collection: Edge refuses the
+config, measured). Points may lack the visual vector (`VectorFilter(has_visual=False)` finds them) until the indexer
+backfills it with `set_visual`; queries `using=VISUAL` only see points that have one.
+
 Point ids are UUIDs derived from the content hash (`point_id`), so a photo has one point however many paths it has,
 and re-indexing a photo overwrites its point instead of duplicating it.
 
@@ -27,6 +37,7 @@ Payload convention (`build_payload` writes it; `VectorFilter` reads it):
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import re
@@ -40,7 +51,11 @@ import numpy as np
 
 from indexer.stores import fsnames
 
+log = logging.getLogger(__name__)
+
 UNIT_NORM_TOLERANCE = 1e-3
+SEMANTIC, VISUAL = "", "visual"  # Qdrant vector names: "" is Qdrant's default (unnamed) vector
+UPGRADE_SUFFIX = ".upgrade"  # `add_visual` copies a collection through `<name>.upgrade`
 # Payload fields that get an index, with their type ('keyword' or 'float'): what VectorFilter can filter on.
 INDEXED_FIELDS: dict[str, str] = {
     "content_hash": "keyword",
@@ -77,8 +92,9 @@ class VectorPoint:
     """A point to store, or one read back (`vector` is None when read without vectors)."""
 
     id: str
-    vector: np.ndarray | None  # (D,) float32, unit norm
+    vector: np.ndarray | None  # (D,) float32, unit norm: the text-aligned vector
     payload: dict[str, Any] = field(default_factory=dict)
+    visual: np.ndarray | None = None  # (V,) float32, unit norm: the visual vector, when the point has one
 
 
 @dataclass(frozen=True)
@@ -101,6 +117,7 @@ class VectorFilter:
     cameras: tuple[str, ...] = ()  # any of these 'Make Model' strings
     exclude_hashes: tuple[str, ...] = ()  # never these contents (e.g. the query image itself)
     exclude_ids: tuple[str, ...] = ()  # never these point ids
+    has_visual: bool | None = None  # True: only points with a visual vector; False: only points without one
 
     def conditions(self) -> tuple[list[Condition], list[Condition]]:
         """(must, must_not) in backend-neutral form; each backend maps `Condition`s to its own types."""
@@ -119,15 +136,18 @@ class VectorFilter:
             must_not.append(Condition("any", "content_hash", list(self.exclude_hashes)))
         if self.exclude_ids:
             must_not.append(Condition("ids", "", list(self.exclude_ids)))
+        if self.has_visual is not None:
+            (must if self.has_visual else must_not).append(Condition("has_vector", VISUAL, True))
         return must, must_not
 
 
 @dataclass(frozen=True)
 class Condition:
     """One payload condition. kind: 'value' (key equals / contains value), 'any' (any of a list),
-    'range' (value = (gte, lt), either may be None), 'ids' (point id in a list; key unused)."""
+    'range' (value = (gte, lt), either may be None), 'ids' (point id in a list; key unused),
+    'has_vector' (the point has the named vector `key`; value unused)."""
 
-    kind: Literal["value", "any", "range", "ids"]
+    kind: Literal["value", "any", "range", "ids", "has_vector"]
     key: str
     value: Any
 
@@ -136,8 +156,21 @@ class Condition:
 class VectorStore(Protocol):
     """What the indexer writes and search reads. Collections hold unit vectors compared by cosine similarity."""
 
-    def ensure_collection(self, name: str, dim: int) -> None:
-        """Create the collection (with payload indexes) unless it exists; a different `dim` is a ValueError."""
+    def ensure_collection(self, name: str, dim: int, visual_dim: int | None = None) -> None:
+        """Create the collection (with payload indexes) unless it exists; a different `dim` is a ValueError.
+
+        `visual_dim` declares the visual vector on a new collection; an existing collection without one is left as
+        it is (`add_visual` upgrades it), one with a visual vector of another size is a ValueError."""
+
+    def vector_dims(self, name: str) -> dict[str, int]:
+        """Size of each vector the collection declares: {SEMANTIC: D} or {SEMANTIC: D, VISUAL: V}."""
+
+    def add_visual(self, name: str, visual_dim: int) -> None:
+        """Give an existing collection the visual vector, keeping every point, vector and payload (a copy through
+        `<name>.upgrade`; resumable: calling it again after a crash finishes the job). No-op when it has one."""
+
+    def set_visual(self, name: str, vectors: dict[str, np.ndarray]) -> None:
+        """Store visual vectors of existing points (id → unit vector), leaving their other vector and payload."""
 
     def drop_collection(self, name: str) -> None: ...
 
@@ -166,8 +199,10 @@ class VectorStore(Protocol):
         offset: int = 0,
         filter: VectorFilter | None = None,
         score_threshold: float | None = None,
+        using: str = SEMANTIC,
     ) -> list[Hit]:
-        """Nearest points by cosine similarity, best first; `score_threshold` drops hits scoring below it."""
+        """Nearest points by cosine similarity, best first; `score_threshold` drops hits scoring below it.
+        `using=VISUAL` ranks by the visual vector (points without one are not returned)."""
 
     def count(self, name: str, filter: VectorFilter | None = None) -> int: ...
 
@@ -236,20 +271,97 @@ def check_collection_name(name: str) -> str:
     return name
 
 
+def check_unit_vector(owner: str, raw: Any) -> np.ndarray:
+    """`raw` as a float32 unit vector; ValueError naming `owner` when it is not one."""
+    vector = np.asarray(raw, dtype=np.float32)
+    norm = float(np.linalg.norm(vector)) if vector.ndim == 1 else math.nan
+    if not abs(norm - 1.0) < UNIT_NORM_TOLERANCE:  # also catches NaN and wrong shapes
+        raise ValueError(
+            f"{owner}: vector of shape {vector.shape} has norm {norm:.6f}; the store holds unit "
+            "vectors only (normalise in encode_images, the one place embeddings are normalised)"
+        )
+    return vector
+
+
+def check_visual_vectors(points: Sequence[VectorPoint]) -> list[np.ndarray | None]:
+    """The points' visual vectors as float32 (None where a point has none); ValueError if one is not unit-norm."""
+    return [None if p.visual is None else check_unit_vector(f"point {p.id} (visual)", p.visual) for p in points]
+
+
+def vector_dict(semantic: np.ndarray, visual: np.ndarray | None) -> dict[str, list[float]]:
+    """A point's vectors in Qdrant's named form."""
+    named = {SEMANTIC: semantic.tolist()}
+    if visual is not None:
+        named[VISUAL] = visual.tolist()
+    return named
+
+
+def split_vectors(raw: Any) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """(semantic, visual) from what a backend returns: a plain list for a point with the default vector only, a
+    dict of name → vector otherwise (both backends do this), None when read without vectors."""
+    if raw is None:
+        return None, None
+    if isinstance(raw, dict):
+        return as_vector(raw.get(SEMANTIC)), as_vector(raw.get(VISUAL))
+    return as_vector(raw), None
+
+
+def copy_points(store: VectorStore, source: str, target: str, batch: int = 256) -> int:
+    """Every point of `source` (both vectors, payload) into `target`; returns how many."""
+    copied, chunk = 0, []
+    for point in store.scroll(source, with_vectors=True, batch=batch):
+        chunk.append(point)
+        if len(chunk) >= batch:
+            store.upsert(target, chunk)
+            copied, chunk = copied + len(chunk), []
+    if chunk:
+        store.upsert(target, chunk)
+        copied += len(chunk)
+    return copied
+
+
+def add_visual_by_copy(store: VectorStore, name: str, visual_dim: int) -> None:
+    """`add_visual` through the protocol's own operations, in an order a crash cannot lose points by:
+
+    1. while `name` still has the old layout: (re)build `<name>.upgrade` with both vectors and copy every point in;
+    2. only then drop `name`, recreate it with both vectors and copy the points back; 3. drop `<name>.upgrade`.
+    A crash in 1 leaves `name` intact (1 starts over); a crash in 2 leaves the full copy (2 starts over).
+    """
+    spare = name + UPGRADE_SUFFIX
+    present = set(store.collections())
+    if name in present and VISUAL in store.vector_dims(name) and spare not in present:
+        if store.vector_dims(name)[VISUAL] != visual_dim:
+            raise ValueError(f"collection {name!r} holds {store.vector_dims(name)[VISUAL]}-d visual vectors, "
+                             f"not {visual_dim}-d")
+        return
+    if name in present and VISUAL not in store.vector_dims(name):
+        dim = store.vector_dims(name)[SEMANTIC]
+        if spare in present:
+            store.drop_collection(spare)  # a half-made copy from an interrupted step 1
+        store.ensure_collection(spare, dim, visual_dim)
+        copied = copy_points(store, name, spare)
+        if store.count(spare) != store.count(name):
+            raise VectorStoreError(f"copying {name!r} for its visual vector stored {store.count(spare)} of "
+                                   f"{store.count(name)} points; {name!r} is unchanged")
+        store.drop_collection(name)
+        log.info("collection %s: %d points copied aside to gain a visual vector", name, copied)
+    elif spare not in present:
+        raise UnknownCollectionError(f"no collection {name!r}")
+    dim = store.vector_dims(spare)[SEMANTIC]
+    if name in set(store.collections()):
+        store.drop_collection(name)  # a half-filled new layout from an interrupted step 2
+    store.ensure_collection(name, dim, visual_dim)
+    copy_points(store, spare, name)
+    store.drop_collection(spare)
+
+
 def check_unit_vectors(points: Sequence[VectorPoint]) -> list[np.ndarray]:
     """The points' vectors as float32; ValueError naming the first point whose vector is not unit-norm."""
     vectors = []
     for point in points:
         if point.vector is None:
             raise ValueError(f"point {point.id} has no vector")
-        vector = np.asarray(point.vector, dtype=np.float32)
-        norm = float(np.linalg.norm(vector)) if vector.ndim == 1 else math.nan
-        if not abs(norm - 1.0) < UNIT_NORM_TOLERANCE:  # also catches NaN and wrong shapes
-            raise ValueError(
-                f"point {point.id}: vector of shape {vector.shape} has norm {norm:.6f}; the store holds unit "
-                "vectors only (normalise in encode_images, the one place embeddings are normalised)"
-            )
-        vectors.append(vector)
+        vectors.append(check_unit_vector(f"point {point.id}", point.vector))
     return vectors
 
 

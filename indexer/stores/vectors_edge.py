@@ -16,6 +16,12 @@ What qdrant-edge-py 0.9 (`qdrant_edge`) does, learned from its stubs, its docs a
   with_payload left unset returns *no* payload. `retrieve(ids, with_payload, with_vector)` takes with_vector as a
   required positional (the stub says optional), skips unknown ids and keeps the order asked.
   `scroll(ScrollRequest(offset, limit, filter, ...))` returns (records, next_offset) in id order, None at the end.
+* Named vectors: `EdgeConfig(vectors={"": params, "visual": params})` mixes the default vector with a named one;
+  a point may carry any subset (`Point(id, {"": v})`), `UpdateOperation.update_vectors([PointVectors(id,
+  {"visual": v})])` adds one to an existing point, `Query.Nearest(v, using="visual")` ranks by it and
+  `HasVectorCondition("visual")` filters on having it. Records come back with a plain list when a point holds the
+  default vector only, a dict otherwise. Loading a shard with a config that adds a vector fails ("config is
+  incompatible with existing segments"): a collection gains one only by being copied (`add_visual_by_copy`).
 * No background work: nothing is flushed on a timer and segments are optimised (HNSW built, deletions vacuumed)
   only inside `optimize()`. Until then search is exact brute force, which is what makes it agree with qdrant-client.
 * After `close()` every call raises "Shard is not initialized"; close twice is fine. Concurrent `update` and
@@ -40,6 +46,8 @@ import qdrant_edge as qe
 
 from indexer.stores.vectors import (
     INDEXED_FIELDS,
+    SEMANTIC,
+    VISUAL,
     Condition,
     Hit,
     StoreLockedError,
@@ -47,11 +55,15 @@ from indexer.stores.vectors import (
     VectorFilter,
     VectorPoint,
     VectorStoreError,
+    add_visual_by_copy,
     as_id_list,
-    as_vector,
     check_collection_name,
+    check_unit_vector,
     check_unit_vectors,
+    check_visual_vectors,
     native_filter,
+    split_vectors,
+    vector_dict,
 )
 
 log = logging.getLogger(__name__)
@@ -92,6 +104,8 @@ def _condition(cond: Condition) -> Any:
     if cond.kind == "range":
         gte, lt = cond.value
         return qe.FieldCondition(cond.key, range=qe.RangeFloat(gte=gte, lt=lt))
+    if cond.kind == "has_vector":
+        return qe.HasVectorCondition(cond.key)
     return qe.HasIdCondition(set(cond.value))
 
 
@@ -109,6 +123,11 @@ def _acquire_lock(root: Path) -> int:
         os.close(fd)
         raise StoreLockedError(_locked_message(root)) from None
     return fd
+
+
+def _point(record: Any) -> VectorPoint:
+    semantic, visual = split_vectors(record.vector)
+    return VectorPoint(str(record.id), semantic, record.payload or {}, visual)
 
 
 class EdgeVectorStore:
@@ -142,17 +161,22 @@ class EdgeVectorStore:
     def _update(self, name: str, operation: Any) -> None:
         _edge_call(self._path(name), self._shard(name).update, operation)
 
-    def ensure_collection(self, name: str, dim: int) -> None:
+    def ensure_collection(self, name: str, dim: int, visual_dim: int | None = None) -> None:
         path = self._path(name)
         with self._guard:  # check-and-create as one step: two threads may ensure the same new collection
             self._require_open()
             if not (path / CONFIG_FILE).exists():
-                config = qe.EdgeConfig(vectors=qe.EdgeVectorParams(size=dim, distance=qe.Distance.Cosine))
+                params = {SEMANTIC: qe.EdgeVectorParams(size=dim, distance=qe.Distance.Cosine)}
+                if visual_dim:
+                    params[VISUAL] = qe.EdgeVectorParams(size=visual_dim, distance=qe.Distance.Cosine)
+                config = qe.EdgeConfig(vectors=params)
                 self._shards[name] = _edge_call(path, qe.EdgeShard.create, str(path), config)
-                log.info("created Qdrant Edge collection %s (%d-d) at %s", name, dim, path)
-        stored = json.loads((path / CONFIG_FILE).read_text())["vectors"][""]["size"]
-        if stored != dim:
-            raise ValueError(f"collection {name!r} holds {stored}-d vectors, not {dim}-d")
+                log.info("created Qdrant Edge collection %s (%d-d, visual %s) at %s", name, dim, visual_dim, path)
+        stored = self.vector_dims(name)
+        if stored[SEMANTIC] != dim:
+            raise ValueError(f"collection {name!r} holds {stored[SEMANTIC]}-d vectors, not {dim}-d")
+        if visual_dim and stored.get(VISUAL, visual_dim) != visual_dim:
+            raise ValueError(f"collection {name!r} holds {stored[VISUAL]}-d visual vectors, not {visual_dim}-d")
         shard = self._shard(name)
         indexed = shard.info().payload_schema
         for field, kind in INDEXED_FIELDS.items():
@@ -170,11 +194,32 @@ class EdgeVectorStore:
     def collections(self) -> list[str]:
         return sorted(p.name for p in self.root.iterdir() if (p / CONFIG_FILE).exists())
 
+    def vector_dims(self, name: str) -> dict[str, int]:
+        path = self._path(name)
+        try:
+            vectors = json.loads((path / CONFIG_FILE).read_text())["vectors"]
+        except FileNotFoundError:
+            raise UnknownCollectionError(f"no collection {name!r} in {self.root}") from None
+        return {vector_name: int(params["size"]) for vector_name, params in vectors.items()}
+
+    def add_visual(self, name: str, visual_dim: int) -> None:
+        add_visual_by_copy(self, name, visual_dim)
+
     def upsert(self, name: str, points: Sequence[VectorPoint]) -> None:
         vectors = check_unit_vectors(points)
-        edge_points = [qe.Point(p.id, v, p.payload) for p, v in zip(points, vectors, strict=True)]
+        visuals = check_visual_vectors(points)
+        edge_points = [
+            qe.Point(p.id, v if w is None else vector_dict(v, w), p.payload)
+            for p, v, w in zip(points, vectors, visuals, strict=True)
+        ]
         if edge_points:
             self._update(name, qe.UpdateOperation.upsert_points(edge_points))
+
+    def set_visual(self, name: str, vectors: dict[str, np.ndarray]) -> None:
+        updates = [qe.PointVectors(i, {VISUAL: check_unit_vector(f"point {i} (visual)", v).tolist()})
+                   for i, v in vectors.items()]
+        if updates:
+            self._update(name, qe.UpdateOperation.update_vectors(updates))
 
     def set_payload(self, name: str, ids: str | Sequence[str], payload: dict[str, Any]) -> None:
         self._update(name, qe.UpdateOperation.set_payload(as_id_list(ids), payload))
@@ -188,7 +233,7 @@ class EdgeVectorStore:
 
     def retrieve(self, name: str, ids: Sequence[str], with_vectors: bool = False) -> list[VectorPoint]:
         records = _edge_call(self._path(name), self._shard(name).retrieve, as_id_list(ids), True, with_vectors)
-        return [VectorPoint(str(r.id), as_vector(r.vector), r.payload or {}) for r in records]
+        return [_point(r) for r in records]
 
     def query(
         self,
@@ -198,11 +243,12 @@ class EdgeVectorStore:
         offset: int = 0,
         filter: VectorFilter | None = None,
         score_threshold: float | None = None,
+        using: str = SEMANTIC,
     ) -> list[Hit]:
         request = qe.QueryRequest(
             limit=limit,
             offset=offset or None,
-            query=qe.Query.Nearest(np.asarray(vector, dtype=np.float32)),
+            query=qe.Query.Nearest(np.asarray(vector, dtype=np.float32), using=using or None),
             filter=edge_filter(filter),
             score_threshold=score_threshold,
             with_payload=True,
@@ -223,7 +269,7 @@ class EdgeVectorStore:
                 offset=offset, limit=batch, filter=edge_filter(filter), with_payload=True, with_vector=with_vectors
             )
             records, offset = _edge_call(self._path(name), self._shard(name).scroll, request)
-            yield from (VectorPoint(str(r.id), as_vector(r.vector), r.payload or {}) for r in records)
+            yield from (_point(r) for r in records)
             if offset is None:
                 return
 

@@ -22,6 +22,8 @@ from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedR
 
 from indexer.stores.vectors import (
     INDEXED_FIELDS,
+    SEMANTIC,
+    VISUAL,
     Condition,
     Hit,
     StoreLockedError,
@@ -29,11 +31,15 @@ from indexer.stores.vectors import (
     VectorFilter,
     VectorPoint,
     VectorStoreUnavailableError,
+    add_visual_by_copy,
     as_id_list,
-    as_vector,
     check_collection_name,
+    check_unit_vector,
     check_unit_vectors,
+    check_visual_vectors,
     native_filter,
+    split_vectors,
+    vector_dict,
 )
 
 log = logging.getLogger(__name__)
@@ -50,12 +56,26 @@ def _condition(cond: Condition) -> Any:
     if cond.kind == "range":
         gte, lt = cond.value
         return qm.FieldCondition(key=cond.key, range=qm.Range(gte=gte, lt=lt))
+    if cond.kind == "has_vector":
+        return qm.HasVectorCondition(has_vector=cond.key)
     return qm.HasIdCondition(has_id=list(cond.value))
 
 
 def server_filter(flt: VectorFilter | None) -> qm.Filter | None:
     """The one place a VectorFilter becomes a qdrant-client filter."""
     return native_filter(flt, _condition, qm.Filter)
+
+
+def _dims(config: Any) -> dict[str, int]:
+    """Vector sizes from a collection's vectors config: one VectorParams (default vector only) or a dict by name."""
+    if isinstance(config, dict):
+        return {name: int(params.size) for name, params in config.items()}
+    return {SEMANTIC: int(config.size)}
+
+
+def _point(record: Any) -> VectorPoint:
+    semantic, visual = split_vectors(record.vector)
+    return VectorPoint(str(record.id), semantic, record.payload or {}, visual)
 
 
 class ServerVectorStore:
@@ -113,18 +133,22 @@ class ServerVectorStore:
                 raise UnknownCollectionError(f"no collection {name!r} in {self.where}") from err
             raise
 
-    def ensure_collection(self, name: str, dim: int) -> None:
+    def ensure_collection(self, name: str, dim: int, visual_dim: int | None = None) -> None:
         check_collection_name(name)
         with self._errors(name):
             if not self._client.collection_exists(name):
-                params = qm.VectorParams(size=dim, distance=qm.Distance.COSINE)
+                params = {SEMANTIC: qm.VectorParams(size=dim, distance=qm.Distance.COSINE)}
+                if visual_dim:
+                    params[VISUAL] = qm.VectorParams(size=visual_dim, distance=qm.Distance.COSINE)
                 with contextlib.suppress(UnexpectedResponse):  # 409: another process created it just now
                     self._client.create_collection(name, vectors_config=params, **self._cluster_opts)
-                log.info("created Qdrant collection %s (%d-d) on %s", name, dim, self.where)
+                log.info("created Qdrant collection %s (%d-d, visual %s) on %s", name, dim, visual_dim, self.where)
             info = self._client.get_collection(name)
-            stored = info.config.params.vectors.size
-            if stored != dim:
-                raise ValueError(f"collection {name!r} holds {stored}-d vectors, not {dim}-d")
+            stored = _dims(info.config.params.vectors)
+            if stored[SEMANTIC] != dim:
+                raise ValueError(f"collection {name!r} holds {stored[SEMANTIC]}-d vectors, not {dim}-d")
+            if visual_dim and stored.get(VISUAL, visual_dim) != visual_dim:
+                raise ValueError(f"collection {name!r} holds {stored[VISUAL]}-d visual vectors, not {visual_dim}-d")
             if self._local:
                 return  # local mode has no payload indexes: it filters by scanning, and warns if asked for one
             for field, kind in INDEXED_FIELDS.items():
@@ -139,14 +163,30 @@ class ServerVectorStore:
         with self._errors():
             return sorted(c.name for c in self._client.get_collections().collections)
 
+    def vector_dims(self, name: str) -> dict[str, int]:
+        with self._errors(name):
+            return _dims(self._client.get_collection(name).config.params.vectors)
+
+    def add_visual(self, name: str, visual_dim: int) -> None:
+        add_visual_by_copy(self, name, visual_dim)
+
     def upsert(self, name: str, points: Sequence[VectorPoint]) -> None:
         vectors = check_unit_vectors(points)
+        visuals = check_visual_vectors(points)
         structs = [
-            qm.PointStruct(id=p.id, vector=v.tolist(), payload=p.payload) for p, v in zip(points, vectors, strict=True)
+            qm.PointStruct(id=p.id, vector=vector_dict(v, w), payload=p.payload)  # {"": v} suits both layouts
+            for p, v, w in zip(points, vectors, visuals, strict=True)
         ]
         with self._errors(name):
             for start in range(0, len(structs), UPSERT_BATCH):
                 self._client.upsert(name, points=structs[start : start + UPSERT_BATCH], wait=True)
+
+    def set_visual(self, name: str, vectors: dict[str, np.ndarray]) -> None:
+        updates = [qm.PointVectors(id=i, vector={VISUAL: check_unit_vector(f"point {i} (visual)", v).tolist()})
+                   for i, v in vectors.items()]
+        with self._errors(name):
+            for start in range(0, len(updates), UPSERT_BATCH):
+                self._client.update_vectors(name, points=updates[start : start + UPSERT_BATCH], wait=True)
 
     def set_payload(self, name: str, ids: str | Sequence[str], payload: dict[str, Any]) -> None:
         with self._errors(name):
@@ -166,7 +206,7 @@ class ServerVectorStore:
         wanted = as_id_list(ids)
         with self._errors(name):
             records = self._client.retrieve(name, wanted, with_payload=True, with_vectors=with_vectors)
-        found = {str(r.id): VectorPoint(str(r.id), as_vector(r.vector), r.payload or {}) for r in records}
+        found = {str(r.id): _point(r) for r in records}
         return [found[i] for i in wanted if i in found]
 
     def query(
@@ -177,11 +217,13 @@ class ServerVectorStore:
         offset: int = 0,
         filter: VectorFilter | None = None,
         score_threshold: float | None = None,
+        using: str = SEMANTIC,
     ) -> list[Hit]:
         with self._errors(name):
             found = self._client.query_points(
                 name,
                 query=np.asarray(vector, dtype=np.float32).tolist(),
+                using=using or None,
                 limit=limit,
                 offset=offset or None,
                 query_filter=server_filter(filter),
@@ -208,7 +250,7 @@ class ServerVectorStore:
                     with_payload=True,
                     with_vectors=with_vectors,
                 )
-            yield from (VectorPoint(str(r.id), as_vector(r.vector), r.payload or {}) for r in records)
+            yield from (_point(r) for r in records)
             if offset is None:
                 return
 
