@@ -29,7 +29,8 @@ TOOLS = "gcompris/src/activities/categorization/resource/images/tools"
 RENEWABLE = "gcompris/src/activities/categorization/resource/images/renewable"
 FAMILIES = {"tape": f"{TOOLS}/measuringTape1.webp", "turbine": f"{RENEWABLE}/windmill1.webp",
             "pliers": f"{TOOLS}/plier1.webp"}
-DISTINCT = [*(f"{TOOLS}/measuringTape{i}.webp" for i in (2, 3, 4)), *(f"{RENEWABLE}/windmill{i}.webp" for i in (2, 3, 4)),
+DISTINCT = [*(f"{TOOLS}/measuringTape{i}.webp" for i in (2, 3, 4)),
+            *(f"{RENEWABLE}/windmill{i}.webp" for i in (2, 3, 4)),
             *(f"{TOOLS}/plier{i}.webp" for i in (2, 3)), f"{TOOLS}/scissors1.webp"]
 VARIANTS = ("resize", "jpeg", "crop", "burst")
 
