@@ -17,15 +17,14 @@ from pathlib import Path
 import numpy as np
 
 from indexer.stores.vectors import Hit, VectorFilter, point_id
+from models.relevance import GOOD, POSSIBLE, load_constants, query_prompts, reference_files
 from search.backend import Backend
-from search.calibration import Calibrator
+from search.calibration import Calibrator, reference_key, reference_vectors
 from search.dedupe import DEFAULT_THRESHOLD, collapse
 from search.query import Query, Term
 
 log = logging.getLogger(__name__)
 
-ENSEMBLE_TEMPLATES = ("{}", "a photo of {}", "a picture of {}")  # prompt ensembling for short queries
-SHORT_QUERY_WORDS = 3
 LIBRARY_SAMPLE = 512
 SAMPLE_MAX_AGE = 3600.0  # seconds a cached library sample is trusted (calibration statistics change slowly)
 POOL_FACTOR = 3  # candidates fetched per result shown, to refill a page after collapsing duplicates
@@ -36,8 +35,8 @@ class SearchResult:
     path: str  # first live path of the content
     paths: list[str]
     score: float  # raw cosine similarity to the query vector
-    calibrated: float  # 0..1, 0.5 at the relevance threshold: how far above the library's typical score
-    relevant: bool
+    calibrated: float  # 0..1, 0.5 at the good-match threshold, 0.2 at the possible one (models.relevance)
+    relevant: bool  # a good match: the precision-first verdict
     content_hash: str
     thumbnail: str | None
     taken_at: str | None  # ISO 8601
@@ -46,6 +45,7 @@ class SearchResult:
     height: int | None
     camera: str | None
     duplicates: list[str] = field(default_factory=list)  # near-duplicates folded into this result
+    tier: str = GOOD  # 'good' (= relevant), 'possible' (shown, not vouched for) or 'weak' (only with min_score)
 
     def to_json(self) -> dict:
         return dict(self.__dict__)
@@ -55,7 +55,7 @@ class SearchResult:
 class SearchPage:
     query: str
     results: list[SearchResult]
-    no_good_match: bool  # nothing relevant: `results` holds the closest photos only when asked (min_score=0)
+    no_good_match: bool  # nothing is a good match: `results` then holds possible ones, or the closest when asked
     offset: int
     limit: int
 
@@ -88,11 +88,9 @@ class SearchEngine:
     # -- vectors -------------------------------------------------------------------------------------------------
 
     def text_vector(self, text: str) -> np.ndarray:
-        """(D,) unit vector; short queries are averaged over a few prompt templates (CLIP's prompt ensembling)."""
-        prompts = [text]
-        if len(text.split()) <= SHORT_QUERY_WORDS:
-            prompts = [template.format(text) for template in ENSEMBLE_TEMPLATES]
-        vectors = self.backend.encode_texts(prompts)  # (P, D)
+        """(D,) unit vector; short queries are averaged over a few prompt templates (CLIP's prompt ensembling,
+        `models.relevance.query_prompts`: the relevance fit embeds its captions the same way)."""
+        vectors = self.backend.encode_texts(query_prompts(text))  # (P, D)
         return _unit(vectors.mean(axis=0))
 
     def image_vector(self, path: Path | None = None, data: bytes | None = None) -> tuple[np.ndarray, str | None]:
@@ -127,21 +125,24 @@ class SearchEngine:
     def search(self, query: Query, *, filter: VectorFilter | None = None, limit: int = 20, offset: int = 0,
                min_score: float | None = None, collapse_duplicates: bool = True,
                duplicate_threshold: float = DEFAULT_THRESHOLD) -> SearchPage:
-        """A page of results. `min_score=None` keeps relevant photos only; a number keeps calibrated ≥ it."""
+        """A page of results. `min_score=None` keeps good and possible matches (each result says which);
+        a number keeps calibrated ≥ it (0 = the closest photos, whatever they are)."""
         vector, exclude = self.query_vector(query)
         flt = _with_exclusions(filter, exclude)
         pool = (offset + limit) * (POOL_FACTOR if collapse_duplicates else 1)
         hits = self.backend.store.query(self.collection, vector, limit=pool, filter=flt)
-        scored = self._score(vector, hits)  # [(result, vector)] in rank order
+        kind = "image" if all(t.image is not None for t in query.positive) else "text"
+        scored = self._score(vector, hits, kind)  # [(result, vector)] in rank order
         any_relevant = any(r.relevant for r, _ in scored)
         if min_score is None:
-            scored = [(r, v) for r, v in scored if r.relevant]
+            scored = [(r, v) for r, v in scored if r.tier in (GOOD, POSSIBLE)]
         else:
             scored = [(r, v) for r, v in scored if r.calibrated >= min_score]
         results = _collapsed(scored, duplicate_threshold) if collapse_duplicates else [r for r, _ in scored]
         return SearchPage(query.describe(), results[offset:offset + limit], not any_relevant, offset, limit)
 
-    def _score(self, query: np.ndarray, hits: list[Hit]) -> list[tuple[SearchResult, np.ndarray]]:
+    def _score(self, query: np.ndarray, hits: list[Hit], kind: str = "text"
+               ) -> list[tuple[SearchResult, np.ndarray]]:
         if not hits:
             return []
         points = self.backend.store.retrieve(self.collection, [h.id for h in hits], with_vectors=True)
@@ -149,23 +150,40 @@ class SearchEngine:
         hits = [h for h in hits if vectors.get(h.id) is not None]
         matrix = np.stack([vectors[h.id] for h in hits]).astype(np.float32)  # (N, D)
         scores = np.array([h.score for h in hits], np.float32)
-        calibrator = self.calibrator()
-        probability = calibrator.calibrated(query, scores)
-        relevant = calibrator.relevant(probability)
-        rows = zip(hits, probability, relevant, matrix, strict=True)
-        return [(self._result(h, float(p), bool(r)), v) for h, p, r, v in rows]
+        decision = self.calibrator().decide(query, scores, kind)
+        rows = zip(hits, decision.calibrated, decision.tiers, matrix, strict=True)
+        return [(self._result(h, float(p), t), v) for h, p, t, v in rows]
 
     def calibrator(self) -> Calibrator:
-        """A sample of the library's vectors, read once per engine and cached in the data home for an hour, so a
-        CLI query through the owner does not pull 2 MB of vectors over its API every time."""
+        """A sample of the library's vectors (cached in the data home for an hour, so a CLI query through the owner
+        does not pull 2 MB of vectors over its API every time), the model's reference photos (embedded once per
+        collection, cached), the library's size and the relevance constants of this model."""
         if self._calibrator is None:
             cache = self.backend.home / "cache" / f"library-sample-{self.collection}.npy"
             matrix = _fresh_sample(cache)
             if matrix is None:
                 matrix = self._read_sample()
                 _save_sample(cache, matrix)
-            self._calibrator = Calibrator(matrix)
+            ref = self.backend.collection
+            constants = load_constants(ref.model, ref.image_tower_id, self.backend.home)
+            size = self.backend.store.count(self.collection)
+            self._calibrator = Calibrator(matrix, self.reference(), size, constants)
         return self._calibrator
+
+    def reference(self) -> np.ndarray:
+        """(R, D) the shipped reference photos' vectors for this collection's model: embedded once, then cached."""
+        files = reference_files()
+        cache = self.backend.home / "cache" / f"reference-{self.collection}-{reference_key(files)}.npy"
+        try:
+            matrix = np.load(cache)
+            if matrix.shape == (len(files), self.backend.collection.dim):
+                return matrix.astype(np.float32)
+        except (OSError, ValueError):
+            pass
+        matrix = reference_vectors(files, lambda raw: self.backend.encode_image(data=raw), self.backend.collection.dim)
+        if len(matrix) == len(files):
+            _save_sample(cache, matrix)
+        return matrix
 
     def _read_sample(self) -> np.ndarray:
         sample = []
@@ -176,13 +194,13 @@ class SearchEngine:
         dim = self.backend.collection.dim
         return np.stack(sample).astype(np.float32) if sample else np.zeros((0, dim), np.float32)
 
-    def _result(self, hit: Hit, probability: float, relevant: bool) -> SearchResult:
+    def _result(self, hit: Hit, probability: float, tier: str) -> SearchResult:
         payload = hit.payload
         digest = payload.get("content_hash", "")
         paths = list(payload.get("paths", []))
         return SearchResult(
             path=paths[0] if paths else "", paths=paths, score=float(hit.score), calibrated=probability,
-            relevant=relevant, content_hash=digest, thumbnail=self._thumbnail(digest),
+            relevant=tier == GOOD, tier=tier, content_hash=digest, thumbnail=self._thumbnail(digest),
             taken_at=_iso(payload.get("taken_at")), tags=list(payload.get("tags", [])),
             width=payload.get("width"), height=payload.get("height"), camera=payload.get("camera"),
         )
