@@ -76,6 +76,7 @@ def _neighbours(engine, guard, where: str, collapse: bool) -> None:
     if not page.results:
         st.caption("No other photo in the library yet.")
         return
-    cards = [Card(r.content_hash, file_name(r.path), f"cos {r.score:.3f}", "\n".join(r.paths))
+    marks = {"good": "✓ ", "possible": "possible · "}  # the same decision as search ("more like this" thresholds)
+    cards = [Card(r.content_hash, file_name(r.path), f"{marks.get(r.tier, '')}cos {r.score:.3f}", "\n".join(r.paths))
              for r in page.results]
     grid(cards, guard.thumbnails([r.content_hash for r in page.results]), key="neighbours")

@@ -156,7 +156,7 @@ def _results(engine, guard, query, chosen) -> None:
 
 
 def _score_line(result) -> str:
-    mark = "✓ " if result.relevant else ""
+    mark = {"good": "✓ ", "possible": "possible · "}.get(result.tier, "")  # the engine's decision (models.relevance)
     dupes = f" · +{len(result.duplicates)} similar" if result.duplicates else ""
     return f"{mark}{result.calibrated:.0%} match · cos {result.score:.3f}  \n{date_text(result.taken_at)}{dupes}"
 
