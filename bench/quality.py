@@ -157,7 +157,7 @@ def link_library(photos: list[Photo], folder: Path) -> dict[str, Photo]:
     return out
 
 
-def fit_relevance(split: Split, work: Path, model: str) -> Path:
+def fit_relevance(split: Split, work: Path, model: str, reuse: bool = False) -> Path:
     """models.evaluate calibrate on the dev originals; returns the constants file."""
     from models.evaluate.cli import main as evaluate
 
@@ -167,6 +167,8 @@ def fit_relevance(split: Split, work: Path, model: str) -> Path:
     absent = work / "fit" / "dev_absent.txt"
     absent.write_text("\n".join(split.absent) + "\n", encoding="utf-8")
     out = work / "fit" / "relevance.json"
+    if out.is_file() and reuse:
+        return out
     code = evaluate(["calibrate", str(captions), "--images-root", "/", "--absent", str(absent), "--model", model,
                      "--out", str(out), "--workers", "1", "--no-progress"])
     if code:
@@ -194,6 +196,16 @@ class Library:
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(constants, target)
         self.engine = SearchEngine(self.backend)
+        # the reference photos' vectors depend on the image tower only: embed them once for all the bench's homes
+        shared = work / "reference-cache"
+        (self.home / "cache").mkdir(parents=True, exist_ok=True)
+        for cached in shared.glob("reference-*.npy"):
+            if not (self.home / "cache" / cached.name).exists():
+                shutil.copyfile(cached, self.home / "cache" / cached.name)
+        self.engine.calibrator()
+        shared.mkdir(exist_ok=True)
+        for cached in (self.home / "cache").glob("reference-*.npy"):
+            shutil.copyfile(cached, shared / cached.name)
 
     def search(self, text: str | None = None, like: Path | None = None, **options):
         from search.query import build_query
@@ -428,13 +440,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--work", type=Path, help="working folder (kept; default: a temporary one, removed)")
     parser.add_argument("--ship", action="store_true", help="write the dev fits to models/data/{relevance,tagging}")
     parser.add_argument("--skip-tags", action="store_true")
+    parser.add_argument("--reuse-fit", action="store_true", help="with --work: keep the relevance fit found there")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     work = args.work or Path(tempfile.mkdtemp(prefix="loupe-quality-"))
     try:
         splits = build_splits(work)
-        constants = fit_relevance(splits[0], work, args.model)
+        constants = fit_relevance(splits[0], work, args.model, reuse=args.reuse_fit)
         results, policy = {}, None
         for split in splits:
             lib = Library(split.name, split.photos, work, args.model, constants)

@@ -56,8 +56,15 @@ class Calibrator:
         return Decision([thresholds.tier(float(v)) for v in values], thresholds.calibrated(values), values)
 
 
-def reference_vectors(files: list, encode: Callable[[bytes], np.ndarray], dim: int) -> np.ndarray:
-    """(R, D) vectors of the reference photos; one that fails to encode is skipped (logged), never fatal."""
+def reference_vectors(files: list, encode: Callable[[bytes], np.ndarray], dim: int,
+                      encode_many: Callable[[list[bytes]], np.ndarray] | None = None) -> np.ndarray:
+    """(R, D) vectors of the reference photos; one that fails to encode is skipped (logged), never fatal.
+    `encode_many` (a local backend's batched path) is tried first; photo by photo is the fallback."""
+    if encode_many is not None:
+        try:
+            return np.asarray(encode_many([path.read_bytes() for path in files]), np.float32)
+        except Exception as err:  # one bad file or a device error: go photo by photo
+            log.info("batched reference embedding failed (%s); one photo at a time", err)
     rows = []
     for path in files:
         try:

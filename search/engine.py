@@ -180,7 +180,8 @@ class SearchEngine:
                 return matrix.astype(np.float32)
         except (OSError, ValueError):
             pass
-        matrix = reference_vectors(files, lambda raw: self.backend.encode_image(data=raw), self.backend.collection.dim)
+        matrix = reference_vectors(files, lambda raw: self.backend.encode_image(data=raw), self.backend.collection.dim,
+                                   getattr(self.backend, "encode_images", None))
         if len(matrix) == len(files):
             _save_sample(cache, matrix)
         return matrix

@@ -85,3 +85,21 @@ def test_fit_meets_its_precision_target_on_the_data_it_saw():
     assert report["recall"] > 0.5  # clusters this clear are found
     assert constants.text.possible <= constants.text.good
     assert constants.image.possible <= constants.image.good
+
+
+def test_calibrator_backs_a_tiny_library_with_the_reference_set_and_splits_text_from_image():
+    from search.calibration import Calibrator
+
+    rng = np.random.default_rng(2)
+    centres, images, labels = _clustered(rng, subjects=10, per=5)
+    library = np.concatenate([images[:5], images[25:30]])  # 10 photos: 5 of subject s0
+    reference = images[5:25]
+    query = centres[0]
+    constants = Constants(Thresholds(good=1.0, possible=0.0), Thresholds(good=50.0, possible=40.0))
+    alone = Calibrator(library[:3], np.zeros((0, library.shape[1])), 10, constants)
+    assert alone.decide(query, library @ query).tiers == [WEAK] * 10  # 3 background scores: cannot judge
+    backed = Calibrator(library, reference, len(library), constants)
+    text = backed.decide(query, library @ query, "text")
+    assert text.relevant[:5] == [True] * 5 and not any(text.relevant[5:])
+    image = backed.decide(query, library @ query, "image")  # same scores, the image thresholds
+    assert not any(image.relevant)
