@@ -192,6 +192,10 @@ class Library:
         if not self.home.exists():
             index(work / "libraries" / name, self.home, model)
         self.backend = LocalBackend(self.home)
+        encode, memo = self.backend.encode_texts, {}
+        # the same caption is searched several times (flags, folding): encode each prompt list once
+        self.backend.encode_texts = lambda texts: memo[tuple(texts)] if tuple(texts) in memo else \
+            memo.setdefault(tuple(texts), encode(texts))
         target = constants_path(self.home, self.backend.collection.image_tower_id)
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(constants, target)
