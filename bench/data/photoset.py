@@ -21,15 +21,19 @@ WordNet-ish class (animal, tool, building, …) for broad queries ("an animal") 
 
 What `materialize(DIR, seed=…)` writes (all paths inside the TSVs are relative to DIR):
 
-- the photos, RGB JPEG re-encodes of the decoded image (no EXIF, no original bytes), under camera-style names;
+- the photos under `library/` (the folder to index as a library), RGB JPEG re-encodes of the decoded image (no
+  EXIF, no original bytes, at most 2048 px a side), under camera-style names;
 - `captions.tsv` (`path<TAB>caption<TAB>category`, with a header), every photo;
 - `dev.tsv` / `heldout.tsv` (`path<TAB>caption`, no header: what `models.evaluate`, `models.train` and
   bench/offline_eval.py read), the fixed-seed split of `split()`; photos sharing a caption stay on one side;
-- `inhouse_train.tsv` / `inhouse_heldout.tsv`: "a user's own captions" for tuning (a subset of dev) and its
-  held-out counterpart (a subset of heldout), `path<TAB>caption`;
+- `inhouse_train.tsv` / `inhouse_heldout.tsv`: "a user's own captions" for tuning (photos of the dev half: each
+  caption plus, where the file name says something, the name as the owner would type it: "taj mahal", "cassy
+  dancing", "M31") and its held-out counterpart (photos of the heldout half), `path<TAB>text`;
 - `nonsense_dev.txt` / `nonsense_heldout.txt`: absent-concept queries (from `photoset_nonsense.txt`), split by seed;
-- `dups/…` + `dup_families.tsv` (`family<TAB>split<TAB>variant<TAB>path<TAB>params`): near-duplicate families
-  (original, resize 25–50%, JPEG q40–70, crop ≤ 10%, a burst shot: small shift/rotation + brightness);
+- `dups/…` (kept out of `library/`, so plain retrieval runs see no variants) and `dup_families.tsv`
+  (`family<TAB>split<TAB>variant<TAB>path<TAB>params`): near-duplicate families of 20 photos per half, by seed
+  (the original in `library/`, resize 25–50%, JPEG q40–70, crop ≤ 10%, a burst shot: small shift/rotation and
+  a brightness change);
 - `same_class_pairs.tsv` (`split<TAB>relation<TAB>path_a<TAB>path_b<TAB>caption_a<TAB>caption_b`): distinct
   photos with the same caption or category, which must never be folded together;
 - `manifest.json`: the arguments, counts and {key: path}; a second call with the same arguments reuses the files.
@@ -61,14 +65,16 @@ HERE = Path(__file__).resolve().parent
 LIST = HERE / "photoset.tsv"
 NONSENSE = HERE / "photoset_nonsense.txt"
 DEFAULT_SEED = 0
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # bump whenever what materialize writes changes: a stored copy of another version is rewritten
 ENV_DIR = "LOUPE_PHOTOSET_DIR"
-DEB_SOURCES = ("mate-backgrounds", "gnome-backgrounds", "plasma-workspace-wallpapers", "lomiri-wallpapers-16.04",
-               "lomiri-wallpapers-20.04", "lomiri-wallpapers")
+DEB_SOURCES = ("mate-backgrounds", "plasma-workspace-wallpapers", "lomiri-wallpapers-16.04", "lomiri-wallpapers-20.04",
+               "scratch", "opencv-doc", "stellarium-data", "scribus-template")
 SOURCES = ("gcompris", "skimage", "sklearn", *DEB_SOURCES)
 RESERVED = ("tuxpaint-stamps",)  # never a source: independent evaluation uses it
 SPLITS = ("dev", "heldout")
 JPEG_QUALITY = 92
+LIBRARY, DUPS = "library", "dups"  # the photos (a library root to scan), the near-duplicate variants (only for folds)
+MAX_SIDE = 2048  # wallpapers come at 5120 px; a phone photo's size is plenty and keeps benches fast
 
 
 @dataclass(frozen=True)
@@ -163,13 +169,41 @@ def split(photos: Sequence[Photo] | None = None, seed: int = DEFAULT_SEED) -> di
     return side_of
 
 
-def inhouse(photos: Sequence[Photo] | None = None, seed: int = DEFAULT_SEED, *, share: float = 0.9
-            ) -> dict[str, list[Photo]]:
-    """{'train': …, 'heldout': …}: "a user's own captioned photos" for tuning (drawn from the dev half) and the
-    photos to judge the tuning on (drawn from the heldout half), `share` of each half, by seed.
+_NAME_NOISE = {"picture", "image", "pic", "background", "left", "right", "cls", "original", "motion", "contents",
+               "images", "resource", "webp", "jpg", "png", "gif", "by"}
+_NO_NAME_LABEL = ("/leftright/", "/clickgame/", "/explore_world_music/", "/louis-braille/", "/solar_system/")
 
-    Tuning on `train` and reporting on `heldout` never touches a photo that the relevance/fold constants (fitted
-    on dev) were reported on, and never reports on a photo it was tuned on.
+
+def name_label(photo: Photo) -> str | None:
+    """What the photo's owner called it, from its file (or wallpaper) name: 'qutubMinar.webp' → 'qutub minar',
+    'cassy-dancing-1.gif' → 'cassy dancing', stellarium 'm31.png' → 'M31'; None when the name says nothing more
+    than the caption (or nothing at all). These are the "own captions" of the in-house tuning set: short, proper
+    names and places, the vocabulary a user has and a generic model lacks."""
+    if any(part in photo.key for part in _NO_NAME_LABEL):
+        return None
+    name = photo.name
+    if photo.source == "plasma-workspace-wallpapers":
+        stem = name.split("/")[3]
+    else:
+        stem = name.rsplit("/", 1)[-1].rsplit(".", 1)[0].split("_by_")[0]
+    if photo.source == "stellarium-data":
+        return stem.upper()
+    words = re.sub(r"([a-z])([A-Z])", r"\1 \2", stem).replace("_", " ").replace("-", " ")
+    words = [w for w in re.sub(r"[0-9]+", " ", words).lower().split() if len(w) > 1 and w not in _NAME_NOISE]
+    label = " ".join(words)
+    if len(label) < 3 or set(words) <= subject_words(photo.caption) | {"a", "an", "the"}:
+        return None
+    return label
+
+
+def inhouse(photos: Sequence[Photo] | None = None, seed: int = DEFAULT_SEED, *, share: float = 0.9
+            ) -> dict[str, list[tuple[Photo, str]]]:
+    """{'train': [(photo, text)…], 'heldout': […]}: "a user's own captioned photos" for tuning (`share` of the dev
+    half's photos, by seed) and the pairs to judge that tuning on (`share` of the heldout half).
+
+    Each photo gives its caption and, where its file name says something (`name_label`), the name as a second
+    text, the way people label their own photos ("cassy dancing", "taj mahal", "M31"). Tuning on `train` never
+    sees a photo of `heldout`, and the heldout half is what the constants fitted on dev are reported on.
     """
     photos = list(read_photoset() if photos is None else photos)
     sides = split(photos, seed)
@@ -177,7 +211,13 @@ def inhouse(photos: Sequence[Photo] | None = None, seed: int = DEFAULT_SEED, *, 
     for name, side in (("train", "dev"), ("heldout", "heldout")):
         members = sorted((p for p in photos if sides[p.key] == side), key=lambda p: p.key)
         _rng(seed, "inhouse", side).shuffle(members)
-        out[name] = sorted(members[:round(share * len(members))], key=lambda p: p.key)
+        pairs = []
+        for photo in sorted(members[:round(share * len(members))], key=lambda p: p.key):
+            pairs.append((photo, photo.caption))
+            label = name_label(photo)
+            if label:
+                pairs.append((photo, label))
+        out[name] = pairs
     return out
 
 
@@ -246,7 +286,7 @@ def tiny_library(photos: Sequence[Photo], *, subject: str | None = None, n: int 
 
 # -- camera-style names ---------------------------------------------------------------------------------------------
 
-_FOLDERS = ("DCIM/100CANON", "DCIM/101CANON", "DCIM/102NIKON", "phone/DCIM/100ANDRO", "SD/DCIM/100MSDCF",
+_FOLDERS = ("DCIM/100CANON", "DCIM/101CANON", "DCIM/102NIKON", "Android/DCIM/100ANDRO", "SD/DCIM/100MSDCF",
             "backup/2019", "Pictures/2021-07", "Pictures/2023")
 
 
@@ -265,21 +305,22 @@ def _camera_name(folder: str, number: int, when: datetime, rng: random.Random) -
 
 
 def camera_paths(keys: Iterable[str], seed: int = DEFAULT_SEED, *, prefix: str = "") -> dict[str, str]:
-    """{key: relative path} with unique camera-style names in a few nested folders, by seed."""
-    keys = sorted(set(keys))
-    rng = _rng(seed, "names", prefix)
-    rng.shuffle(keys)
+    """{key: relative path} with unique camera-style names in a few nested folders, by seed.
+
+    Each key's folder, number and time come from its own hash, so adding photos to the list leaves the other
+    photos' names alone (only a rare collision moves on to the next free number)."""
     out, used = {}, set()
-    counters = {folder: rng.randrange(100, 8000) for folder in _FOLDERS}
     start = datetime(2016, 1, 1)
-    for key in keys:
+    for key in sorted(set(keys)):
+        rng = _rng(seed, "name", prefix, key)
         folder = rng.choice(_FOLDERS)
-        counters[folder] += rng.randrange(1, 9)
+        number = rng.randrange(1, 10000)
         when = start + timedelta(seconds=rng.randrange(8 * 365 * 86400))
-        path = f"{prefix}{folder}/{_camera_name(folder, counters[folder] % 10000, when, rng)}"
-        while path in used:  # wrapped counters or a same-second phone shot
-            counters[folder] += 1
-            path = f"{prefix}{folder}/{_camera_name(folder, counters[folder] % 10000, when, rng)}"
+        path = f"{prefix}{folder}/{_camera_name(folder, number, when, rng)}"
+        while path in used:
+            number = number % 9999 + 1
+            when += timedelta(seconds=1)
+            path = f"{prefix}{folder}/{_camera_name(folder, number, when, rng)}"
         used.add(path)
         out[key] = path
     return out
@@ -296,7 +337,7 @@ def load_bytes(photos: Sequence[Photo], *, download: bool = True, gcompris=None)
     """{key: original file bytes}, each source read once (gcompris in one pass over its .rcc files)."""
     from bench.data import debs
     from bench.data.gcompris import GcomprisSource
-    from bench.data.realphotos import sklearn_file, skimage_file
+    from bench.data.realphotos import skimage_file, sklearn_file
 
     out: dict[str, bytes] = {}
     by_source: dict[str, list[Photo]] = defaultdict(list)
@@ -328,6 +369,8 @@ def to_rgb(data: bytes):
 
     image = Image.open(io.BytesIO(data))
     image.load()
+    if max(image.size) > MAX_SIDE:
+        image.thumbnail((MAX_SIDE, MAX_SIDE), Image.LANCZOS)
     if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
         image = image.convert("RGBA")
         canvas = Image.new("RGB", image.size, (255, 255, 255))
@@ -443,8 +486,9 @@ def materialize(out_dir: str | Path | None = None, *, seed: int = DEFAULT_SEED, 
             log.info("reusing %s (same arguments)", out_dir)
             return stored
     out_dir.mkdir(parents=True, exist_ok=True)
+    _remove_stale(out_dir, manifest_path)
     sides = split(all_photos, seed)
-    paths = camera_paths((p.key for p in all_photos), seed)
+    paths = camera_paths((p.key for p in all_photos), seed, prefix=LIBRARY + "/")
     originals = load_bytes(photos, download=download, gcompris=gcompris)
     written, changed, failed = {}, [], []
     images = {}
@@ -474,16 +518,18 @@ def materialize(out_dir: str | Path | None = None, *, seed: int = DEFAULT_SEED, 
         f"{written[p.key]}\t{p.caption}\t{p.category}\n" for p in kept), encoding="utf-8")
     for side in SPLITS:
         (out_dir / f"{side}.tsv").write_text(rows(p for p in kept if sides[p.key] == side), encoding="utf-8")
-    tuning = inhouse(all_photos, seed)
-    for name, members in tuning.items():
-        (out_dir / f"inhouse_{name}.tsv").write_text(rows(members), encoding="utf-8")
+    tuning = {name: [(p, text) for p, text in pairs if p.key in written]
+              for name, pairs in inhouse(all_photos, seed).items()}
+    for name, pairs in tuning.items():
+        (out_dir / f"inhouse_{name}.tsv").write_text("".join(f"{written[p.key]}\t{text}\n" for p, text in pairs),
+                                                     encoding="utf-8")
     for side, queries in nonsense_split(seed).items():
         (out_dir / f"nonsense_{side}.txt").write_text("".join(q + "\n" for q in queries), encoding="utf-8")
 
     family_rows = []
-    family_photos = [p for p in family_sample(all_photos, sides, families_per_split, seed) if p.key in images]
+    family_photos = family_sample([p for p in kept], sides, families_per_split, seed)
     variant_keys = [f"{p.key}#{v}" for p in family_photos for v in VARIANTS[1:]]
-    variant_paths = camera_paths(variant_keys, seed, prefix="dups/")
+    variant_paths = camera_paths(variant_keys, seed, prefix=DUPS + "/")
     for number, photo in enumerate(family_photos):
         family = f"F{number:03d}"
         family_rows.append((family, sides[photo.key], "original", written[photo.key], "{}"))
@@ -503,16 +549,38 @@ def materialize(out_dir: str | Path | None = None, *, seed: int = DEFAULT_SEED, 
 
     manifest = {"arguments": arguments, "out_dir": str(out_dir), "failed": failed, "changed": changed,
                 "counts": counts(kept, sides), "families": len(family_photos), "same_class_pairs": len(pairs),
-                "inhouse": {k: len([p for p in v if p.key in written]) for k, v in tuning.items()},
+                "inhouse": {k: len(v) for k, v in tuning.items()},
                 "files": written}
     manifest_path.write_text(json.dumps(manifest, indent=1, sort_keys=True), encoding="utf-8")
     return manifest
+
+
+def _remove_stale(out_dir: Path, manifest_path: Path) -> None:
+    """Delete the photos a previous manifest in `out_dir` lists (and only those), so a rewrite with other
+    arguments never leaves uncaptioned photos behind for a library scan to pick up."""
+    try:
+        previous = json.loads(manifest_path.read_text()).get("files", {})
+    except (OSError, ValueError):
+        return
+    for relative in previous.values():
+        target = (out_dir / relative).resolve()
+        if out_dir.resolve() in target.parents and target.suffix.lower() in (".jpg", ".jpeg") and target.is_file():
+            target.unlink()
+            folder = target.parent
+            while folder != out_dir.resolve() and folder.is_dir() and not any(folder.iterdir()):
+                folder.rmdir()
+                folder = folder.parent
+    manifest_path.unlink(missing_ok=True)
 
 
 def counts(photos: Sequence[Photo], sides: dict[str, str]) -> dict[str, dict[str, int]]:
     return {"source": dict(sorted(Counter(p.source for p in photos).items())),
             "category": dict(Counter(p.category for p in photos).most_common()),
             "split": dict(sorted(Counter(sides[p.key] for p in photos).items())),
+            "category_by_split": {side: dict(Counter(p.category for p in photos if sides[p.key] == side)
+                                             .most_common()) for side in SPLITS},
+            "source_by_split": {side: dict(sorted(Counter(p.source for p in photos if sides[p.key] == side)
+                                                  .items())) for side in SPLITS},
             "captions": {"distinct": len({p.caption for p in photos})}}
 
 
@@ -559,8 +627,11 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     c = manifest["counts"]
     print(f"{sum(c['source'].values())} photos, {c['captions']['distinct']} distinct captions in {out}")
-    for what in ("source", "split", "category"):
-        print(f"{what:>9}: " + ", ".join(f"{k} {v}" for k, v in c[what].items()))
+    print("    split: " + ", ".join(f"{k} {v}" for k, v in c["split"].items()))
+    for what in ("source", "category"):
+        by_split = c.get(f"{what}_by_split", {"dev": {}, "heldout": {}})
+        print(f"{what:>9}: " + ", ".join(f"{k} {v} ({by_split['dev'].get(k, 0)}/{by_split['heldout'].get(k, 0)})"
+                                        for k, v in c[what].items()) + "   (dev/heldout)")
     print(f"  inhouse: train {manifest['inhouse']['train']}, heldout {manifest['inhouse']['heldout']} pairs")
     nonsense = nonsense_split(args.seed)
     print(f" nonsense: dev {len(nonsense['dev'])}, heldout {len(nonsense['heldout'])} queries")
