@@ -53,7 +53,7 @@ import numpy as np  # noqa: E402
 
 log = logging.getLogger("bench.quality")
 SEED = 11
-FAMILIES = 10  # near-duplicate families generated per split
+LIKE_QUERIES = 80  # "more like this" queries per split (photos whose subject has other photos, in list order)
 TARGETS = {
     "T→I R@1": "", "T→I R@5": "", "T→I R@10": "",
     "flag precision (strict)": "≥ 25%", "flag precision (subject)": "", "flag recall (in top 10)": "≥ 45%",
@@ -90,11 +90,11 @@ class Split:
 
 
 def build_splits(work: Path) -> list[Split]:
-    """dev and held-out photos on disk (bench.data.photoset, written once under its default folder), with their
+    """dev and held-out photos on disk (bench.data.photoset, written once under the work folder), with their
     near-duplicate families, same-class pairs and absent-concept queries."""
     from bench.data import photoset
 
-    manifest = photoset.materialize(download=False)
+    manifest = photoset.materialize(work / "photoset", download=False)  # a private copy: nobody rewrites it mid-run
     root = Path(manifest["out_dir"])
     files = manifest["files"]  # key (variants: key#variant) → relative path
     photos = {p.key: p for p in photoset.read_photoset()}
@@ -290,9 +290,9 @@ def measure_like(lib: Library, originals: list[Photo]) -> dict:
     for p in originals:
         by_caption[p.caption].append(p)
     paths = {p.key: path for path, p in lib.by_path.items()}
-    queries = [p for p in originals if len(by_caption[p.caption]) > 1]
+    queries = [p for p in originals if len(by_caption[p.caption]) > 1][:LIKE_QUERIES]
     if not queries:  # every subject unique: the neighbours to expect are the photo's own category
-        queries = [p for p in originals if p.category != "other"]
+        queries = [p for p in originals if p.category != "other"][:LIKE_QUERIES]
         same = lambda a, b: a.category == b.category  # noqa: E731
     else:
         same = lambda a, b: a.caption == b.caption  # noqa: E731
@@ -430,10 +430,10 @@ def render(results: dict[str, dict], model: str) -> str:
             f"| {'measure':38} | {'dev':18} | {'held-out':18} | {'target':12} |",
             f"|{'-' * 40}|{'-' * 20}|{'-' * 20}|{'-' * 14}|"]
     for name, target in TARGETS.items():
-        cells = [_cell(results[s].get(name)) for s in ("dev", "heldout")]
+        cells = [_cell(results.get(s, {}).get(name)) for s in ("dev", "heldout")]
         rows.append(f"| {name:38} | {cells[0]:18} | {cells[1]:18} | {target:12} |")
     notes = [f"{s}: skewed {results[s].get('_skewed', '')}, tiny {results[s].get('_tiny', '')}"
-             for s in ("dev", "heldout")]
+             for s in ("dev", "heldout") if s in results]
     return "\n".join(rows + [""] + notes)
 
 
@@ -464,6 +464,8 @@ def main(argv: list[str] | None = None) -> int:
             finally:
                 lib.close()
             results[split.name] |= measure_small_libraries(split, work, args.model, constants)
+            (work / "results.json").write_text(json.dumps(results, indent=1, default=list), encoding="utf-8")
+            print(f"{split.name} measured: " + json.dumps(results[split.name], default=list), file=sys.stderr)
         if args.ship:
             safe = re.sub(r"[^\w.-]", "_", args.model)
             shutil.copyfile(constants, ROOT / "models" / "data" / "relevance" / f"{safe}.json")
