@@ -53,6 +53,8 @@ import numpy as np  # noqa: E402
 
 log = logging.getLogger("bench.quality")
 SEED = 11
+NOT_SUBJECTS = {"white", "black", "red", "blue", "green", "yellow", "brown", "grey", "gray", "night", "small",
+                "large", "big", "two", "three", "top", "view"}
 LIKE_QUERIES = 80  # "more like this" queries per split (photos whose subject has other photos, in list order)
 TARGETS = {
     "T→I R@1": "", "T→I R@5": "", "T→I R@10": "",
@@ -326,7 +328,10 @@ def measure_small_libraries(split: Split, work: Path, model: str, constants: Pat
         out["_skewed"] = f"'an animal': {len(animals)} animals of {len(skewed)} photos, {wrong} others flagged"
     finally:
         lib.close()
-    library, subject_photos = photoset.tiny_library(source, seed=SEED)
+    # the subject: the caption word most photos share, among nouns (a colour or "night" is not a subject to search)
+    words = [w for w in photoset.tiny_subjects(source) if w not in NOT_SUBJECTS]
+    subject = max(words, key=lambda w: sum(w in photoset.subject_words(p.caption) for p in source)) if words else None
+    library, subject_photos = photoset.tiny_library(source, subject=subject, seed=SEED)
     word = next(iter(set.intersection(*(photoset.subject_words(p.caption) for p in subject_photos))))
     lib = Library(f"{split.name}-tiny", [mine[p.key] for p in library], work, model, constants)
     try:
