@@ -147,7 +147,9 @@ def _results(engine, guard, query, chosen) -> None:
         _nothing(page, chosen.filter)
         return
     if page.no_good_match:
-        st.warning("No good match — these are the closest photos, not necessarily what you described.")
+        st.warning("No good match — these are possible matches at best, not necessarily what you described."
+                   if not chosen.closest else
+                   "No good match — these are the closest photos, not necessarily what you described.")
     st.caption(f"Results {offset + 1}–{offset + len(results)} for **{page.query}**")
     cards = [Card(r.content_hash, file_name(r.path), _score_line(r), "\n".join(r.paths + r.duplicates))
              for r in results]
