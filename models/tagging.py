@@ -17,6 +17,13 @@ above its library median *and* above how generic-caption-like the photo is (flat
 diagrams — lift everything a little). Each tag competes with the background only, not with the other tags: "cat",
 "pet" and "animal" may all apply. A library under MIN_LIBRARY photos is too small to standardise on: no tags.
 
+Precision first (issue 11: with the z-rule alone 20% of given tags were right on held-out photos, a saw got 16
+tags). A `TagPolicy`, fitted per model on a labelled dev set (`fit_policy`; shipped in models/data/tagging/),
+sets the cut on P for a target precision (TAG_PRECISION), the most tags a photo gets (a handful), and the tags that
+model cannot tell apart on dev (measured per tag: given on dev photos and rarely right), which are not offered by
+default. Every writer — `search.tag --write/--xmp`, the indexer's tag-on-arrival, the UI — goes through `assign`,
+so nothing below the bar is ever written; summaries count only tags at or above it.
+
 The calibration (per-text medians and spreads) is stored as JSON so tag-on-arrival reuses a collection's last one;
 a fingerprint of the tag matrix ties it to the vocabulary *and* the text tower that produced it.
 No app I/O here: callers pass `encode_texts` and the library's vectors.
@@ -28,7 +35,7 @@ import hashlib
 import json
 import re
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -51,6 +58,13 @@ DEFAULT_VOCABULARY = Path(__file__).parent / "data" / "tags.txt"
 # text-tower call per name (CLIP's 80 ImageNet templates, models.templates, are an option for the patient).
 DEFAULT_TEMPLATES = ("a photo of {}", "a photo of a {}", "{}", "a picture of {}")
 _TAG_NAME = re.compile(r"^[^\W_][\w '&.-]*$")  # letters (any script), digits, space, _ ' & . -
+
+TAG_PRECISION = 0.6  # fit target: share of given tags that are right on the dev photos
+MAX_TAGS = 3  # a handful per photo
+TAG_MIN_GIVEN = 2  # a tag is judged on dev once it was given at least this often ...
+TAG_MIN_RIGHT = 0.34  # ... and dropped by default when fewer than this share of those were right
+POLICY_DIR = Path(__file__).parent / "data" / "tagging"
+POLICY_FORMAT = "loupe-tag-policy-1"
 
 EncodeTexts = Callable[[list[str]], object]  # list of prompts → (N, D) unit vectors (numpy array or torch tensor)
 
@@ -181,6 +195,83 @@ class Calibration:
         return cls(str(data["fingerprint"]), int(data["library_size"]), tags, background, float(data["k"]))
 
 
+@dataclass(frozen=True)
+class TagPolicy:
+    """What a model's tags must clear to be written: fitted per model on labelled dev photos (`fit_policy`)."""
+
+    threshold: float = MIN_PROBABILITY  # cut on P(tag)
+    max_tags: int = MAX_TAGS
+    disabled: tuple[str, ...] = ()  # tags this model could not tell apart on dev: not offered by default
+    model: str = ""
+    fitted_on: str = ""
+    report: dict = field(default_factory=dict)
+
+    def to_json(self) -> str:
+        return json.dumps({"format": POLICY_FORMAT, **asdict(self), "disabled": sorted(self.disabled)}, indent=2,
+                          sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> TagPolicy:
+        data = json.loads(text)
+        if data.pop("format", None) != POLICY_FORMAT:
+            raise ValueError("not a tag policy file")
+        return cls(**{**data, "disabled": tuple(data.get("disabled", ()))})
+
+    @classmethod
+    def for_model(cls, model: str) -> TagPolicy:
+        """The policy shipped for a preset (models/data/tagging/<name>.json), else offline-lite's, else the
+        built-in default (P ≥ 0.5, three tags)."""
+        own, fallback = POLICY_DIR / f"{_safe(model)}.json", POLICY_DIR / "offline-lite.json"
+        for path in (own, fallback):
+            try:
+                policy = cls.from_json(path.read_text(encoding="utf-8"))
+            except (OSError, ValueError, TypeError):
+                continue
+            # another model's disabled tags say nothing about this one; its cut is a fair start
+            return policy if path == own else replace(policy, disabled=(), model=model, fitted_on="")
+        return cls()
+
+
+def fit_policy(probabilities: np.ndarray, right: np.ndarray, names: Sequence[str], *,
+               precision: float = TAG_PRECISION, max_tags: int = MAX_TAGS, **meta) -> TagPolicy:
+    """A policy from dev photos: `probabilities` (N, T) from `TagClassifier.probabilities`, `right` (N, T) whether
+    each tag fits each photo (its labels). First the tags given on dev (top `max_tags` per photo above the base cut)
+    that are rarely right are disabled; then the lowest cut on P whose given tags reach `precision`."""
+    probabilities, right = np.asarray(probabilities, np.float64), np.asarray(right, bool)
+    names = list(names)
+
+    def given(cut: float, allowed: np.ndarray) -> np.ndarray:
+        masked = np.where(allowed[None, :] & (probabilities >= cut), probabilities, -1.0)
+        order = np.argsort(-masked, axis=1)[:, :max_tags]
+        out = np.zeros_like(right)
+        rows = np.arange(len(masked))[:, None]
+        out[rows, order] = masked[rows, order] >= 0
+        return out
+
+    allowed = np.ones(len(names), bool)
+    base = given(MIN_PROBABILITY, allowed)
+    counts, hits = base.sum(axis=0), (base & right).sum(axis=0)
+    poor = (counts >= TAG_MIN_GIVEN) & (hits < TAG_MIN_RIGHT * counts)
+    allowed &= ~poor
+    best_cut, figures = None, {}
+    cuts = np.concatenate([[MIN_PROBABILITY], probabilities[probabilities >= MIN_PROBABILITY]])
+    for cut in np.unique(np.round(cuts, 4)):
+        chosen = given(float(cut), allowed)
+        if chosen.sum() and (chosen & right).sum() / chosen.sum() >= precision:
+            best_cut = float(cut)
+            break
+    best_cut = best_cut if best_cut is not None else 1.0
+    chosen = given(best_cut, allowed)
+    figures = {"given": int(chosen.sum()), "precision": float((chosen & right).sum() / max(chosen.sum(), 1)),
+               "coverage": float(chosen.any(axis=1).mean()) if len(chosen) else 0.0, "photos": int(len(chosen))}
+    disabled = tuple(sorted(n for n, ok in zip(names, allowed, strict=True) if not ok))
+    return TagPolicy(round(best_cut, 4), max_tags, disabled, report=figures, **meta)
+
+
+def _safe(name: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)[:120]
+
+
 @dataclass(frozen=True, eq=False)  # arrays inside: identity, not element-wise, equality
 class TagClassifier:
     """A vocabulary's tag matrix and background vectors, plus (once calibrated) the library's score statistics."""
@@ -189,6 +280,10 @@ class TagClassifier:
     matrix: np.ndarray  # (T, D) unit rows
     background: np.ndarray  # (B, D) unit rows of BACKGROUND_PROMPTS
     calibration: Calibration | None = None
+    policy: TagPolicy = field(default_factory=TagPolicy)
+
+    def with_policy(self, policy: TagPolicy) -> TagClassifier:
+        return replace(self, policy=policy)
 
     @classmethod
     def build(cls, encode_texts: EncodeTexts, vocabulary: Vocabulary, templates: Sequence[str] = DEFAULT_TEMPLATES,
@@ -259,13 +354,18 @@ class TagClassifier:
 
     def assign(self, vectors: object, top_k: int | None = None, threshold: float | None = None
                ) -> list[dict[str, float]]:
-        """Per photo {tag: P} of the tags with P ≥ `threshold` (default 0.5), most probable first, at most
-        `top_k`. Uncalibrated (too small a library): no tags."""
+        """Per photo {tag: P} of the tags with P ≥ `threshold`, most probable first, at most `top_k` — both never
+        looser than the policy's bar (its threshold, its handful); the policy's disabled tags are never given.
+        Uncalibrated (too small a library): no tags."""
         vectors = _as_matrix(vectors)
         if self.calibration is None:
             return [{} for _ in range(len(vectors))]
         probability = self.probabilities(vectors)
-        keep = probability >= (MIN_PROBABILITY if threshold is None else threshold)
+        policy = self.policy
+        top_k = policy.max_tags if top_k is None else min(top_k, policy.max_tags)
+        cut = policy.threshold if threshold is None else max(threshold, policy.threshold)
+        allowed = np.array([name not in policy.disabled for name in self.names])
+        keep = (probability >= cut) & allowed[None, :]
         out = []
         for row, mask in zip(probability, keep, strict=True):
             chosen = sorted(np.flatnonzero(mask), key=lambda t: (-row[t], self.names[t]))[:top_k]

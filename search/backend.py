@@ -129,6 +129,20 @@ class LocalBackend:
         vectors, visuals = bundle.model.encode_images(pixels, with_visual=True)
         return vectors[0].float().cpu().numpy(), visuals[0].float().cpu().numpy()
 
+    def encode_images(self, blobs: list[bytes], batch: int = 32) -> np.ndarray:
+        """(N, D) for many small images at once (the relevance reference set): one forward pass per batch."""
+        import torch
+
+        from indexer.scan.decode import decode_image
+
+        bundle = self.slot()
+        rows = []
+        for start in range(0, len(blobs), batch):
+            pixels = [bundle.preprocess(decode_image(raw, min_side=2 * bundle.input_size, name="reference").image)
+                      for raw in blobs[start:start + batch]]
+            rows.append(bundle.model.encode_images(torch.stack(pixels)).cpu().numpy())
+        return np.concatenate(rows) if rows else np.zeros((0, self.collection.dim), np.float32)
+
     def close(self) -> None:
         for resource in (getattr(self, "store", None), getattr(self, "catalog", None)):
             if resource is not None:

@@ -6,8 +6,9 @@
     python -m search --like ~/Pictures/cat.jpg              more like this photo (in the library or not)
     python -m search "birthday cake" --folder ~/Pictures/2023 --after 2023-06-01 --type jpg --json
 
-Only photos that match well are listed (scores calibrated against the library's own); when none do, the
-answer is "no good match". `--min-score 0` lists the closest photos anyway. When an indexer owns the data home
+Photos are listed as good matches ("good": precision first, `relevant` in --json) or possible ones ("maybe"),
+decided against the library's own scores and a fixed reference set (models.relevance); when nothing is a good
+match the answer says so. `--min-score 0` lists the closest photos anyway. When an indexer owns the data home
 the query goes through it (no model load here); otherwise the stores are opened in this process.
 """
 
@@ -102,17 +103,21 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+TIER_LABELS = {"good": "good", "possible": "maybe", "weak": "-"}
+
+
 def render(page) -> str:
     from indexer.stores.fsnames import display  # names that are not UTF-8 print as \xNN, never crash the print
 
     if not page.results:
         return f"no good match for {page.query!r}" + (" (try --min-score 0 for the closest photos)"
                                                         if page.no_good_match else "")
-    lines = [f"{'score':>5}  {'rel':>3}  {'taken':10}  path"]
+    lines = [f"{'score':>5}  {'match':5}  {'taken':10}  path"]
     for r in page.results:
         taken = (r.taken_at or "")[:10]
         extra = f"  (+{len(r.duplicates)} similar)" if r.duplicates else ""
-        lines.append(f"{r.calibrated:5.2f}  {'yes' if r.relevant else 'no':>3}  {taken:10}  {display(r.path)}{extra}")
+        lines.append(f"{r.calibrated:5.2f}  {TIER_LABELS.get(r.tier, r.tier):5}  {taken:10}  {display(r.path)}{extra}")
     if page.no_good_match:
-        lines.append("no good match; these are the closest photos")
+        lines.append("no good match; these are " + ("possible matches only" if any(r.tier == "possible" for r in
+                                                   page.results) else "the closest photos"))
     return "\n".join(lines)

@@ -24,16 +24,15 @@ from pathlib import Path
 import numpy as np
 
 from indexer.stores.vectors import SEMANTIC, VISUAL, Hit, VectorFilter, point_id
+from models.relevance import GOOD, POSSIBLE, load_constants, query_prompts, reference_files
 from models.visual import split as split_visual
 from search.backend import Backend
-from search.calibration import Calibrator
+from search.calibration import Calibrator, reference_key, reference_vectors
 from search.dedupe import DEFAULT_RULE, SEMANTIC_THRESHOLD, FoldRule, collapse
 from search.query import Query, Term
 
 log = logging.getLogger(__name__)
 
-ENSEMBLE_TEMPLATES = ("{}", "a photo of {}", "a picture of {}")  # prompt ensembling for short queries
-SHORT_QUERY_WORDS = 3
 LIBRARY_SAMPLE = 512
 SAMPLE_MAX_AGE = 3600.0  # seconds a cached library sample is trusted (calibration statistics change slowly)
 POOL_FACTOR = 3  # candidates fetched per result shown, to refill a page after collapsing duplicates
@@ -44,8 +43,8 @@ class SearchResult:
     path: str  # first live path of the content
     paths: list[str]
     score: float  # raw cosine similarity to the query vector
-    calibrated: float  # 0..1, 0.5 at the relevance threshold: how far above the library's typical score
-    relevant: bool
+    calibrated: float  # 0..1, 0.5 at the good-match threshold, 0.2 at the possible one (models.relevance)
+    relevant: bool  # a good match: the precision-first verdict
     content_hash: str
     thumbnail: str | None
     taken_at: str | None  # ISO 8601
@@ -54,6 +53,7 @@ class SearchResult:
     height: int | None
     camera: str | None
     duplicates: list[str] = field(default_factory=list)  # near-duplicates folded into this result
+    tier: str = GOOD  # 'good' (= relevant), 'possible' (shown, not vouched for) or 'weak' (only with min_score)
 
     def to_json(self) -> dict:
         return dict(self.__dict__)
@@ -63,7 +63,7 @@ class SearchResult:
 class SearchPage:
     query: str
     results: list[SearchResult]
-    no_good_match: bool  # nothing relevant: `results` holds the closest photos only when asked (min_score=0)
+    no_good_match: bool  # nothing is a good match: `results` then holds possible ones, or the closest when asked
     offset: int
     limit: int
 
@@ -98,11 +98,9 @@ class SearchEngine:
     # -- vectors -------------------------------------------------------------------------------------------------
 
     def text_vector(self, text: str) -> np.ndarray:
-        """(D,) unit vector; short queries are averaged over a few prompt templates (CLIP's prompt ensembling)."""
-        prompts = [text]
-        if len(text.split()) <= SHORT_QUERY_WORDS:
-            prompts = [template.format(text) for template in ENSEMBLE_TEMPLATES]
-        vectors = self.backend.encode_texts(prompts)  # (P, D)
+        """(D,) unit vector; short queries are averaged over a few prompt templates (CLIP's prompt ensembling,
+        `models.relevance.query_prompts`: the relevance fit embeds its captions the same way)."""
+        vectors = self.backend.encode_texts(query_prompts(text))  # (P, D)
         return _unit(vectors.mean(axis=0))
 
     def image_vector(self, path: Path | None = None, data: bytes | None = None) -> tuple[np.ndarray, str | None]:
@@ -179,7 +177,8 @@ class SearchEngine:
     def search(self, query: Query, *, filter: VectorFilter | None = None, limit: int = 20, offset: int = 0,
                min_score: float | None = None, collapse_duplicates: bool = True,
                duplicates: FoldRule = DEFAULT_RULE) -> SearchPage:
-        """A page of results. `min_score=None` keeps relevant photos only; a number keeps calibrated ≥ it.
+        """A page of results. `min_score=None` keeps good and possible matches (each result says which);
+        a number keeps calibrated ≥ it (0 = the closest photos, whatever they are).
 
         `duplicates` is the near-duplicate rule on visual vectors; a collection without them folds by the
         text-aligned vectors at `SEMANTIC_THRESHOLD`."""
@@ -189,15 +188,16 @@ class SearchEngine:
         flt = _with_exclusions(filter, exclude)
         pool = (offset + limit) * (POOL_FACTOR if collapse_duplicates else 1)
         hits = self.backend.store.query(self.collection, vector, limit=pool, filter=flt, using=using)
-        scored = self._score(vector, hits, using)  # [(result, fold vector or None)] in rank order
+        kind = "image" if all(t.image is not None for t in query.positive) else "text"
+        scored = self._score(vector, hits, using, kind)  # [(result, fold vector or None)] in rank order
         any_relevant = any(r.relevant for r, _ in scored)
         rule = duplicates if self.visual_dim else SEMANTIC_THRESHOLD
         groups = collapse([v for _, v in scored], rule) if collapse_duplicates else [[i] for i in range(len(scored))]
         results = _shown(scored, groups, min_score)
         return SearchPage(query.describe(), results[offset:offset + limit], not any_relevant, offset, limit)
 
-    def _score(self, query: np.ndarray, hits: list[Hit],
-               using: str = SEMANTIC) -> list[tuple[SearchResult, np.ndarray | None]]:
+    def _score(self, query: np.ndarray, hits: list[Hit], using: str = SEMANTIC,
+               kind: str = "text") -> list[tuple[SearchResult, np.ndarray | None]]:
         """Results with the vector each is folded by: its visual one when the collection has them (None for a
         photo still without one: it is never folded), else its text-aligned one."""
         if not hits:
@@ -206,9 +206,9 @@ class SearchEngine:
         found = {p.id: p for p in points}
         hits = [h for h in hits if h.id in found and found[h.id].vector is not None]
         scores = np.array([h.score for h in hits], np.float32)
-        calibrator = self.calibrator(using)
-        probability = calibrator.calibrated(query, scores)
-        relevant = calibrator.relevant(probability)
+        decision = self.calibrator(using).decide(query, scores, kind)
+        tiers = list(decision.tiers)
+        probability = np.asarray(decision.calibrated, np.float32)
         visual = bool(self.visual_dim)
         folds = [found[h.id].visual if visual else found[h.id].vector for h in hits]
         if using == VISUAL and hits and all(f is not None for f in folds):
@@ -216,16 +216,18 @@ class SearchEngine:
             # verdict (fitted for zero distinct photos folded, bench/dedupe_fit.py) needs no library statistics, and
             # a small library full of one photo's copies is exactly where a library z-score cannot tell.
             near = DEFAULT_RULE.matches(split_visual(query), split_visual(np.stack(folds)))
-            relevant = relevant | near
+            tiers = [GOOD if n else t for t, n in zip(tiers, near, strict=True)]
             probability = np.where(near, np.maximum(probability, 0.5), probability)
-        rows = zip(hits, probability, relevant, folds, strict=True)
-        return [(self._result(h, float(p), bool(r)), None if v is None else np.asarray(v, np.float32))
-                for h, p, r, v in rows]
+        rows = zip(hits, probability, tiers, folds, strict=True)
+        return [(self._result(h, float(p), t), None if v is None else np.asarray(v, np.float32))
+                for h, p, t, v in rows]
 
     def calibrator(self, using: str = SEMANTIC) -> Calibrator:
-        """A sample of the library's vectors (visual ones for `using=VISUAL`: image queries are judged against
-        the library in the space they rank in), read once per engine and cached in the data home for an hour, so
-        a CLI query through the owner does not pull 2 MB of vectors over its API every time."""
+        """A sample of the library's vectors (cached in the data home for an hour, so a CLI query through the owner
+        does not pull 2 MB of vectors over its API every time), the model's reference photos (embedded once per
+        collection, cached), the library's size and the relevance constants of this model. Image queries that rank
+        in the visual space (`using=VISUAL`) are judged against a visual sample of the library (no reference set:
+        the shipped reference photos are embedded in the text-aligned space)."""
         current = self._visual_calibrator if using == VISUAL else self._calibrator
         if current is None:
             kind = "visual-" if using == VISUAL else ""
@@ -234,12 +236,32 @@ class SearchEngine:
             if matrix is None:
                 matrix = self._read_sample(using)
                 _save_sample(cache, matrix)
-            current = Calibrator(matrix)
+            ref = self.backend.collection
+            constants = load_constants(ref.model, ref.image_tower_id, self.backend.home)
+            size = self.backend.store.count(self.collection)
+            reference = self.reference() if using == SEMANTIC else np.zeros((0, matrix.shape[1]), np.float32)
+            current = Calibrator(matrix, reference, size, constants)
             if using == VISUAL:
                 self._visual_calibrator = current
             else:
                 self._calibrator = current
         return current
+
+    def reference(self) -> np.ndarray:
+        """(R, D) the shipped reference photos' vectors for this collection's model: embedded once, then cached."""
+        files = reference_files()
+        cache = self.backend.home / "cache" / f"reference-{self.collection}-{reference_key(files)}.npy"
+        try:
+            matrix = np.load(cache)
+            if matrix.shape == (len(files), self.backend.collection.dim):
+                return matrix.astype(np.float32)
+        except (OSError, ValueError):
+            pass
+        matrix = reference_vectors(files, lambda raw: self.backend.encode_image(data=raw), self.backend.collection.dim,
+                                   getattr(self.backend, "encode_images", None))
+        if len(matrix) == len(files):
+            _save_sample(cache, matrix)
+        return matrix
 
     def _read_sample(self, using: str = SEMANTIC) -> np.ndarray:
         sample = []
@@ -253,13 +275,13 @@ class SearchEngine:
         dim = (self.visual_dim or 0) if using == VISUAL else self.backend.collection.dim
         return np.stack(sample).astype(np.float32) if sample else np.zeros((0, dim), np.float32)
 
-    def _result(self, hit: Hit, probability: float, relevant: bool) -> SearchResult:
+    def _result(self, hit: Hit, probability: float, tier: str) -> SearchResult:
         payload = hit.payload
         digest = payload.get("content_hash", "")
         paths = list(payload.get("paths", []))
         return SearchResult(
             path=paths[0] if paths else "", paths=paths, score=float(hit.score), calibrated=probability,
-            relevant=relevant, content_hash=digest, thumbnail=self._thumbnail(digest),
+            relevant=tier == GOOD, tier=tier, content_hash=digest, thumbnail=self._thumbnail(digest),
             taken_at=_iso(payload.get("taken_at")), tags=list(payload.get("tags", [])),
             width=payload.get("width"), height=payload.get("height"), camera=payload.get("camera"),
         )
@@ -271,21 +293,25 @@ class SearchEngine:
         return str(path) if path.exists() else None
 
 
+TIER_ORDER = {GOOD: 0, POSSIBLE: 1}  # a folded family takes its best member's tier
+
+
 def _shown(scored: list[tuple[SearchResult, np.ndarray | None]], groups: list[list[int]],
            min_score: float | None) -> list[SearchResult]:
     """One result per group of near-duplicates (its best-ranked member, the others' paths as `duplicates`), kept
-    when any member passes: relevant (`min_score=None`) or calibrated >= min_score. Folding before filtering keeps
-    a family together whichever copy the query happens to match best."""
+    when any member passes: a good or possible match (`min_score=None`) or calibrated >= min_score. Folding before
+    filtering keeps a family together whichever copy the query happens to match best."""
     out = []
     for group in groups:
         members = [scored[i][0] for i in group]
-        passing = [m.relevant if min_score is None else m.calibrated >= min_score for m in members]
+        passing = [m.tier in (GOOD, POSSIBLE) if min_score is None else m.calibrated >= min_score for m in members]
         if not any(passing):
             continue
         head = members[0]
         twins = [p for m in members[1:] for p in m.paths]
         if twins:
-            head = SearchResult(**{**head.__dict__, "duplicates": twins, "relevant": any(m.relevant for m in members),
+            best = min(members, key=lambda m: TIER_ORDER.get(m.tier, len(TIER_ORDER))).tier
+            head = SearchResult(**{**head.__dict__, "duplicates": twins, "relevant": best == GOOD, "tier": best,
                                    "calibrated": max(m.calibrated for m in members)})
         out.append(head)
     return out

@@ -8,8 +8,10 @@
     python -m search.tag ~/Pictures --vocabulary my-tags.txt --top-k 5 --threshold 0.9 --json
 
 A photo gets only the tags that really apply, not always the top k (models.tagging: a tag must stand out from its
-own scores across the library and beat generic background captions, P ≥ 0.5); `--threshold P` sets another cut on
-P, `--top-k N` caps the tags per photo. `--write` is idempotent and replaces only the zero-shot tags of the folder's
+own scores across the library and beat generic background captions, and clear the model's tag policy — a cut on P
+fitted for precision on labelled dev photos, at most a handful per photo, tags the model cannot tell apart left
+out); `--threshold P` and `--top-k N` can only be stricter than that policy, so neither `--write` nor `--xmp`
+ever stores a tag below the bar. `--write` is idempotent and replaces only the zero-shot tags of the folder's
 photos (a person's tags stay), so re-running with another vocabulary swaps them. The vocabulary format is documented
 at the top of models/data/tags.txt. When an indexer owns the data home, vectors come through its API.
 """
@@ -35,6 +37,7 @@ from models.tagging import (
     DEFAULT_TEMPLATES,
     MIN_LIBRARY,
     TagClassifier,
+    TagPolicy,
     Vocabulary,
     VocabularyError,
     sample_library,
@@ -78,7 +81,8 @@ class FolderTagger:
         with _bar(total, "encoding tag prompts", "prompt") as bar:
             classifier = TagClassifier.build(self.backend.encode_texts, vocabulary, templates, progress=bar.update)
         points = self.backend.store.scroll(self.collection, with_vectors=True)
-        self.classifier = classifier.calibrate(sample_library(p.vector for p in points))
+        policy = TagPolicy.for_model(self.backend.collection.model)
+        self.classifier = classifier.calibrate(sample_library(p.vector for p in points)).with_policy(policy)
         return self.classifier
 
     def count(self, folder: str) -> int:
@@ -133,11 +137,13 @@ class FolderTagger:
         return sorted(photos, key=lambda photo: photo.paths[0])
 
 
-def summarize(photos: list[PhotoTags], folder: str) -> dict:
+def summarize(photos: list[PhotoTags], folder: str, bar: float = 0.0) -> dict:
     """{'folder', 'photos', 'tagged', 'tags': {tag: photos}, 'subfolders': [...]} for `folder` and each subfolder
-    that holds photos; a photo counts once per folder however many copies it has there."""
+    that holds photos; a photo counts once per folder however many copies it has there. Only confident tags count:
+    a score under `bar` (the model's tag policy threshold; tags stored by older versions may sit below it) does not
+    (a person's own tags score 1)."""
     members: dict[str, set[str]] = defaultdict(set)
-    tags_of = {photo.content_hash: photo.tags for photo in photos}
+    tags_of = {photo.content_hash: {t: p for t, p in photo.tags.items() if p >= bar} for photo in photos}
     for photo in photos:
         for path in photo.paths:
             parent = os.path.dirname(path)
@@ -300,7 +306,8 @@ def _run(args: argparse.Namespace, tagger: FolderTagger, vocabulary: Vocabulary,
     if args.summary and not (args.write or args.xmp):
         stored = tagger.stored(folder)
         if any(photo.tags for photo in stored):  # no model needed: summarise what is stored
-            _print_summary(summarize(stored, folder), args.json)
+            bar = TagPolicy.for_model(tagger.backend.collection.model).threshold
+            _print_summary(summarize(stored, folder, bar), args.json)
             return 0
     library = tagger.backend.store.count(tagger.collection)
     if library < MIN_LIBRARY:
@@ -314,7 +321,8 @@ def _run(args: argparse.Namespace, tagger: FolderTagger, vocabulary: Vocabulary,
     sidecars = write_sidecars(photos, lambda m: print(m, file=sys.stderr))[0] if args.xmp else 0
     removed = remove_stale_sidecars(folder, lambda m: print(m, file=sys.stderr)) if args.xmp else []
     if args.summary:
-        _print_summary(summarize(tagger.stored(folder) if args.write else photos, folder), args.json)
+        bar = tagger.classifier.policy.threshold
+        _print_summary(summarize(tagger.stored(folder) if args.write else photos, folder, bar), args.json)
     elif args.json:
         print(json.dumps({"folder": folder, "vocabulary": vocabulary.source, "written": args.write,
                           "sidecars": sidecars, "sidecars_removed": [str(p) for p in removed],

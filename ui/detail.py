@@ -12,7 +12,7 @@ import streamlit as st
 
 from search.query import build_query
 from ui.media import Refused
-from ui.widgets import Card, date_text, file_name, grid, is_file_date, more_like
+from ui.widgets import Card, date_text, file_name, grid, is_file_date, more_like, verdict_label
 
 NEIGHBOURS = 8
 
@@ -87,6 +87,7 @@ def _neighbours(engine, guard, where: str, collapse: bool) -> None:
     if not page.results:
         st.caption("No other photo in the library yet.")
         return
-    cards = [Card(r.content_hash, file_name(r.path), f"cosine {r.score:.3f}", "\n".join(r.paths))
+    cards = [Card(r.content_hash, file_name(r.path), f"{verdict_label(r)[0]} · cosine {r.score:.3f}",
+                  "\n".join(r.paths))
              for r in page.results]
     grid(cards, guard.thumbnails([r.content_hash for r in page.results]), key="neighbours")

@@ -150,7 +150,9 @@ def _results(engine, guard, query, chosen) -> None:
         _nothing(page, chosen.filter, query)
         return
     if page.no_good_match:
-        st.warning("No good match — these are the closest photos, not necessarily what you described.")
+        st.warning("No good match — these are possible matches at best, not necessarily what you described."
+                   if not chosen.closest else
+                   "No good match — these are the closest photos, not necessarily what you described.")
     _header(guard, query, offset, len(results))
     described = describe(query).replace("**", "")  # for the detail view's "Match" row (plain text)
     st.session_state["scores"] = {r.content_hash: (described, r.calibrated, r.score, verdict_label(r)[0])

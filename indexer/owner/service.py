@@ -239,12 +239,13 @@ class IndexerService:
     def _arrival_classifier(self):
         """Built once per text tower (a promotion rebuilds it); uses the collection's last calibration unless it
         belongs to another vocabulary or tower or the library has more than doubled since, then calibrates anew."""
-        from models.tagging import CALIBRATION_META_KEY, TagClassifier, sample_library
+        from models.tagging import CALIBRATION_META_KEY, TagClassifier, TagPolicy, sample_library
 
         model = self.slot.active()
         model.refresh()
         if self._tagger is None or self._tagger_text != model.text_version:
-            self._tagger = TagClassifier.build(model.encode_texts, self.vocabulary)
+            policy = TagPolicy.for_model(self.collection.model)  # the precision bar: nothing below it is written
+            self._tagger = TagClassifier.build(model.encode_texts, self.vocabulary).with_policy(policy)
             self._tagger_text = model.text_version
         key, size = CALIBRATION_META_KEY.format(self.collection.name), self.store.count(self.collection.name)
         stored = self.catalog.get_meta(key)

@@ -4,6 +4,7 @@
     loupe-evaluate zeroshot val_labels.csv --classnames names.txt --model lit-l16l
     loupe-evaluate retrieval ~/data/coco/dataset_coco.json --images-root ~/data/coco --model lit-b16b-2
     loupe-evaluate retrieval my_captions.tsv --model ~/.loupe/text_towers/v3 --json
+    loupe-evaluate calibrate dev_captions.tsv --images-root DIR --absent absent.txt --model offline-lite
 
 Unreadable images are skipped and counted (never a crash); `--json` prints one JSON object on stdout.
 """
@@ -62,6 +63,18 @@ def _parser() -> argparse.ArgumentParser:
                            help="folder the image paths are relative to (COCO: the folder holding val2014/); "
                                 "default: the data file's folder")
     retrieval.add_argument("--split", default="test", help="Karpathy split to use (default test: 5k images)")
+    calibrate = tasks.add_parser(
+        "calibrate", parents=[common], help="fit the relevance thresholds (good / possible match) for a model",
+        description="Fit models.relevance's thresholds on a captioned DEV set (never the one you report on): every "
+                    "caption is a query, photos with the same caption show the same subject, --absent queries name "
+                    "concepts no photo shows. The constants are stored in the data home for the model's image "
+                    "tower and used by every search from then on (--out writes them elsewhere, e.g. to ship them).")
+    calibrate.add_argument("data", type=Path, help="captions file (CSV/TSV/JSONL: image, caption) or COCO json")
+    calibrate.add_argument("--images-root", type=Path, help="folder the image paths are relative to")
+    calibrate.add_argument("--split", default="train", help="Karpathy split for a COCO json (default train)")
+    calibrate.add_argument("--absent", type=Path, help="absent-concept queries, one a line (recommended: without "
+                                                       "them no threshold guards against nonsense)")
+    calibrate.add_argument("--out", type=Path, help="write the constants here instead of the data home")
     return parser
 
 
@@ -121,6 +134,48 @@ def run_retrieval(args: argparse.Namespace, bundle) -> dict:
             **_skipped(encoded), **recalls}
 
 
+def run_calibrate(args: argparse.Namespace, bundle) -> dict:
+    """Fit and store the relevance constants (models.relevance.fit) for `bundle` on a captioned dev set."""
+    from models.evaluate.encoding import encode_image_files
+    from models.home import data_home
+    from models.relevance import constants_path, encode_queries, fit, reference_files
+
+    root = args.images_root or args.data.parent
+    data = (coco_karpathy(args.data, root, args.split) if args.data.suffix.lower() == ".json"
+            else captions_file(args.data, args.images_root))
+    chosen = _subset(len(data.images), args.limit)
+    progress = False if args.no_progress else None
+    encoded = encode_image_files(bundle, [data.images[i] for i in chosen], batch_size=args.batch_size,
+                                 workers=args.workers, progress=progress)
+    kept = [chosen[k] for k in encoded.kept]
+    first = {}  # image → its first caption: the photo's subject
+    for caption, owner in zip(data.captions, data.caption_image, strict=True):
+        first.setdefault(owner, " ".join(caption.lower().split()))
+    labels = [first.get(i, f"<image {i}>") for i in kept]
+    queries = sorted(set(labels))
+    absent = _absent_queries(args.absent, set(queries))
+    model = bundle.model
+    vectors = encode_queries(model.encode_texts, queries + absent)
+    reference = encode_image_files(bundle, reference_files(), batch_size=args.batch_size, workers=args.workers,
+                                   progress=False).vectors.numpy()
+    meta = {"model": args.model, "image_tower_id": bundle.image_tower_id,
+            "text_tower": str(bundle.metadata.get("version", "")) if bundle.metadata else "",
+            "fitted_on": f"{args.data.name}: {len(kept)} photos, {len(queries)} subjects, {len(absent)} absent"}
+    constants = fit(encoded.vectors.numpy(), labels, vectors, queries + [None] * len(absent), reference, **meta)
+    target = args.out or constants_path(data_home(args.home), bundle.image_tower_id)
+    constants.save(target)
+    return {"task": "calibrate", **_header(args, bundle), "images": len(kept), "subjects": len(queries),
+            "absent": len(absent), **_skipped(encoded), "saved": str(target),
+            "text": vars(constants.text), "image": vars(constants.image), "report": constants.report}
+
+
+def _absent_queries(path: Path | None, present: set[str]) -> list[str]:
+    if path is None:
+        return []
+    lines = [line.strip() for line in path.read_text(encoding="utf-8").splitlines()]
+    return [q for q in dict.fromkeys(lines) if q and not q.startswith("#") and q.lower() not in present]
+
+
 def _required(value, flag: str):
     if value is None:
         raise ValueError(f"{flag} is required with a labels file")
@@ -139,6 +194,14 @@ def _skipped(encoded) -> dict:
 def _print_human(result: dict) -> None:
     print(f"{result['task']} · {result['model']} ({result['image_tower_id']}) · {result['dataset']}")
     print(f"images: {result['images']}  skipped (unreadable): {result['skipped']}")
+    if result["task"] == "calibrate":
+        for kind in ("text", "image"):
+            report = result["report"][kind]
+            print(f"{kind} queries: good ≥ {result[kind]['good']:.3f} (dev precision "
+                  f"{report['good']['precision']:.2f}, recall {report['good']['recall']:.2f}, absent flagged "
+                  f"{report['good']['nonsense_flagged']:.2f}) · possible ≥ {result[kind]['possible']:.3f}")
+        print(f"saved to {result['saved']}")
+        return
     if result["task"] == "zeroshot":
         print(f"classes: {result['classes']}  templates: {result['templates']}")
         print(f"top-1: {100 * result['top1']:.2f}%  top-5: {100 * result['top5']:.2f}%")
@@ -153,7 +216,8 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
         bundle = _create_bundle(args)
-        result = run_zeroshot(args, bundle) if args.task == "zeroshot" else run_retrieval(args, bundle)
+        run = {"zeroshot": run_zeroshot, "retrieval": run_retrieval, "calibrate": run_calibrate}[args.task]
+        result = run(args, bundle)
     except (FileNotFoundError, ValueError, KeyError, RuntimeError) as err:
         print(f"loupe-evaluate: error: {err}", file=sys.stderr)
         return 2

@@ -42,7 +42,8 @@ def load_image(path: Path, preprocess: Callable[[Image.Image], torch.Tensor]) ->
     """The preprocessed tensor, or the reason it could not be read (never raises: one bad file must not end a run)."""
     try:
         with Image.open(path) as image:
-            return preprocess(ImageOps.exif_transpose(image))
+            image = ImageOps.exif_transpose(image)
+            return preprocess(image if image.mode == "RGB" else image.convert("RGB"))  # grey, CMYK, palette
     except Exception as err:  # decoders raise many types (OSError, SyntaxError, DecompressionBombError, …)
         return f"{type(err).__name__}: {err}"
 

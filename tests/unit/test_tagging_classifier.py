@@ -13,8 +13,10 @@ from models.tagging import (
     Calibration,
     Tag,
     TagClassifier,
+    TagPolicy,
     Vocabulary,
     VocabularyError,
+    fit_policy,
 )
 
 DIM = 512
@@ -92,7 +94,10 @@ def test_a_photo_gets_the_tags_that_apply_not_the_top_k(classifier):
 def test_top_k_caps_and_threshold_overrides(classifier):
     both = photo_of("dog", "beach", seed=51)
     assert len(classifier.assign(both, top_k=1)[0]) == 1
-    everything = classifier.assign(both, threshold=0.0)[0]
+    # a looser threshold than the policy's bar is ignored: nothing below the bar is ever given
+    assert classifier.assign(both, threshold=0.0)[0] == classifier.assign(both)[0]
+    loose = classifier.with_policy(TagPolicy(threshold=0.0, max_tags=10))
+    everything = loose.assign(both, threshold=0.0)[0]
     assert set(everything) == set(VOCAB.names)
     assert list(everything.values()) == sorted(everything.values(), reverse=True)
     strict = classifier.assign(both, threshold=0.9999)[0]
@@ -163,3 +168,38 @@ def test_vocabulary_files_that_cannot_be_used(tmp_path):
     (tmp_path / "odd.txt").write_text("caf\u00e9 racer\nsun/moon\n")
     with pytest.raises(VocabularyError, match="line 2: a tag name may hold only .*'sun/moon'"):
         Vocabulary.load(tmp_path / "odd.txt")  # line 1 is fine: tags may be in any script
+
+
+def test_policy_bar_handful_and_disabled_tags(classifier):
+    both = photo_of("dog", "beach", seed=51)
+    open_policy = classifier.with_policy(TagPolicy(threshold=0.0, max_tags=10))
+    assert set(open_policy.assign(both)[0]) == set(VOCAB.names)
+    capped = classifier.with_policy(TagPolicy(threshold=0.0, max_tags=2))
+    assert len(capped.assign(both, top_k=5)[0]) == 2  # top_k cannot loosen the handful either
+    without_dog = classifier.with_policy(TagPolicy(disabled=("dog",)))
+    assert "dog" not in without_dog.assign(both)[0] and "beach" in without_dog.assign(both)[0]
+    strict = classifier.with_policy(TagPolicy(threshold=0.999999))
+    assert all(p >= 0.999999 for p in strict.assign(both)[0].values())
+
+
+def test_fit_policy_disables_a_tag_that_is_given_but_never_right():
+    rng = np.random.default_rng(0)
+    names = ("cat", "knife", "sky")
+    probabilities = rng.uniform(0.0, 0.4, (40, 3))
+    right = np.zeros((40, 3), bool)
+    right[:10, 0] = True
+    probabilities[:10, 0] = rng.uniform(0.7, 1.0, 10)  # cat: given on its ten photos, right
+    probabilities[10:20, 1] = rng.uniform(0.6, 0.9, 10)  # knife: given on ten photos, none a knife
+    right[20:30, 2] = True
+    probabilities[20:30, 2] = np.linspace(0.55, 0.95, 10)  # sky: right where given
+    probabilities[30:, 2] = np.linspace(0.5, 0.6, 10)  # ... and given wrongly just above 0.5
+    policy = fit_policy(probabilities, right, names, precision=0.9, model="synthetic")
+    assert policy.disabled == ("knife",)
+    assert 0.5 < policy.threshold <= 0.7
+    assert policy.report["precision"] >= 0.9 and policy.report["coverage"] > 0.4
+    assert TagPolicy.from_json(policy.to_json()) == policy
+
+
+def test_a_model_without_its_own_policy_keeps_no_other_models_disabled_tags():
+    policy = TagPolicy.for_model("no-such-model")
+    assert policy.disabled == () and 0.0 < policy.threshold <= 1.0 and policy.max_tags >= 1
