@@ -17,10 +17,12 @@ with_visual=True)`), for any timm backbone; search.dedupe reads the parts back w
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
-import torch.nn.functional as F
+
+if TYPE_CHECKING:  # torch is imported where a tensor is made: search's fold rule (split) runs on numpy alone
+    import torch
 
 LAYOUT_SIDE, FINE_SIDE = 4, 8
 PART_WEIGHT = 1 / math.sqrt(3)
@@ -41,6 +43,8 @@ def _unit(x: torch.Tensor) -> torch.Tensor:
 
 def thumbnail(pixels: torch.Tensor, side: int) -> torch.Tensor:
     """(N, 3, H, W) -> (N, 3*side*side): average-pooled, mean removed, unit norm."""
+    import torch.nn.functional as F
+
     small = F.adaptive_avg_pool2d(pixels.float(), side).flatten(1)
     return _unit(small - small.mean(dim=1, keepdim=True))
 
@@ -48,6 +52,8 @@ def thumbnail(pixels: torch.Tensor, side: int) -> torch.Tensor:
 def visual_vector(features: torch.Tensor, pixels: torch.Tensor) -> torch.Tensor:
     """(N, V) unit visual vectors from pooled features (N, F) and the pixels they were computed from."""
     parts = [_unit(features), thumbnail(pixels, LAYOUT_SIDE), thumbnail(pixels, FINE_SIDE)]
+    import torch
+
     return torch.cat([PART_WEIGHT * p for p in parts], dim=1)
 
 

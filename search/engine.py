@@ -25,7 +25,6 @@ import numpy as np
 
 from indexer.stores.vectors import SEMANTIC, VISUAL, Hit, VectorFilter, point_id
 from models.relevance import GOOD, POSSIBLE, load_constants, query_prompts, reference_files
-from models.visual import split as split_visual
 from search.backend import Backend
 from search.calibration import Calibrator, reference_key, reference_vectors
 from search.dedupe import DEFAULT_RULE, SEMANTIC_THRESHOLD, FoldRule, collapse
@@ -212,6 +211,8 @@ class SearchEngine:
         visual = bool(self.visual_dim)
         folds = [found[h.id].visual if visual else found[h.id].vector for h in hits]
         if using == VISUAL and hits and all(f is not None for f in folds):
+            from models.visual import split as split_visual  # torch: only once an image query runs
+
             # A near-duplicate of the query image is a good match whatever the library looks like: the fold rule's
             # verdict (fitted for zero distinct photos folded, bench/dedupe_fit.py) needs no library statistics, and
             # a small library full of one photo's copies is exactly where a library z-score cannot tell.
