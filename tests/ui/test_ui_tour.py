@@ -161,7 +161,7 @@ def test_tags_index_and_tune_pages(server, browser, shots, library):  # noqa: F8
     browser.get(f"{server}/tune_page")
     wait(browser, lambda d: "Compare text-tower versions" in body(d) and "may make search worse" in body(d))
     text = body(browser)
-    assert "never validated" in text and "not validated" in text and "None" not in text
+    assert "trained without validation" in text and "not validated" in text and "None" not in text
     snap(browser, shots, "6-tune-compare", scroll_to="Compare text-tower versions")
 
 

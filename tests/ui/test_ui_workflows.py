@@ -143,7 +143,7 @@ def test_an_unvalidated_run_shows_empty_states_and_guards_its_promotion(library,
     assert not at.dataframe  # no table of empty metrics
     assert any("not validated" in text for text in texts(at.caption))
     warning = next(text for text in texts(at.warning) if "may make search worse" in text)
-    assert "never validated on held-out captions" in warning and "trained on only" in warning
+    assert "trained without validation" in warning and "trained on only" in warning
     assert at.button(key="promote").disabled and at.button(key="promote").proto.type == "secondary"
     at.checkbox(key="promote-confirm").check().run()
     assert not at.button(key="promote").disabled
