@@ -153,6 +153,9 @@ def _results(engine, guard, query, chosen) -> None:
         st.warning("No good match — these are possible matches at best, not necessarily what you described."
                    if not chosen.closest else
                    "No good match — these are the closest photos, not necessarily what you described.")
+        if not chosen.closest:
+            st.button("Show the closest photos anyway", key="show-closest",
+                      on_click=lambda: st.session_state.update(closest=True))
     _header(guard, query, offset, len(results))
     described = describe(query).replace("**", "")  # for the detail view's "Match" row (plain text)
     st.session_state["scores"] = {r.content_hash: (described, r.calibrated, r.score, verdict_label(r)[0])
