@@ -86,7 +86,8 @@ def expected_answers(library: Library) -> None:
         without = build_query(QUERY, without=["blue", "stripes"])
         library.expected["without"] = [r.content_hash for r in engine.search(without, **every).results]
         relevant = engine.search(query, collapse_duplicates=False, limit=48)
-        library.expected["relevant"] = [r.content_hash for r in relevant.results]
+        library.expected["relevant"] = [r.content_hash for r in relevant.results]  # shown by default
+        library.expected["good"] = [r.content_hash for r in relevant.results if r.relevant]  # the "good" tier
         beach = VectorFilter(folder=str(library.root / "2021" / "beach"))
         library.expected["beach"] = [r.content_hash for r in engine.search(query, filter=beach, **every).results]
         library.no_good_match = relevant.no_good_match
