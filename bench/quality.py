@@ -24,9 +24,9 @@ families generated here and categories read from the GCompris folders. Rows (iss
 - "more like this" P@5: share of the 5 first neighbours of a photo (the engine's default answer to `--like`,
   closest first) that show its subject, over photos whose subject has other photos; and share of those queries with
   ≥ 1 neighbour flagged good;
-- dup families folded: families (original, 50% resize, JPEG q60, 4% crop) shown as one result for the original's
-  caption; distinct photos folded: pairs of different photos (not one family) folded into one result, over all
-  caption queries;
+- dup families folded: of the families (original, 50% resize, JPEG q60, 4% crop, burst) that the original's caption
+  brings into its top 20 at all, those shown as one result holding every member; distinct photos folded: pairs of
+  different photos (not one family) folded into one result, over all caption queries;
 - tags: precision of the tags given (a tag is right when its name or a synonym is in the photo's caption or it names
   the photo's category) and coverage (photos with ≥ 1 tag).
 """
@@ -106,7 +106,7 @@ def build_splits(work: Path) -> list[Split]:
     for side in photoset.SPLITS:
         split = Split(side, absent=[q.strip() for q in (root / f"nonsense_{side}.txt").read_text().splitlines()
                                     if q.strip()])
-        for key, relative in files.items():
+        for key, relative in sorted(files.items()):  # one order whether the manifest was just written or read back
             original = key.split("#", 1)[0]
             if original in photos and sides[original] == side:
                 source = photos[original]
@@ -267,10 +267,10 @@ def measure_search(lib: Library, split: Split) -> dict:
             if len(families) > 1:
                 folded_distinct.update(frozenset(pair) for pair in _pairs(sorted(families)))
             folded_keys.update(frozenset(pair) for pair in _pairs(sorted(m.key for m in members if m)))
-        if len(family_members[photo.key]) > 1:
+        holders = [r for r in page.results if photo.key in {m.family for m in
+                   [lib.photo(r)] + [lib.by_path.get(str(Path(d).resolve())) for d in r.duplicates] if m}]
+        if len(family_members[photo.key]) > 1 and holders:  # a family its caption does not bring up says nothing
             families_seen += 1
-            holders = [r for r in page.results if photo.key in {m.family for m in
-                       [lib.photo(r)] + [lib.by_path.get(str(Path(d).resolve())) for d in r.duplicates] if m}]
             families_folded += len(holders) == 1 and _family_size(lib, holders[0], photo.key) == \
                 len(family_members[photo.key])
     nonsense = sum(1 for q in split.absent if not lib.search(q, limit=10).no_good_match)
