@@ -1,7 +1,9 @@
 """Words people gave their photos, as search tokens: folder names, file names, keywords, captions, manual tags.
 
 Pure text → tokens, no I/O. Tokens are NFKC-normalised and case-folded, so "Ägypten", "ÄGYPTEN" and the decomposed
-"A\u0308gypten" are one token, and any script's letters are words (multilingual text is matched as words).
+"A\u0308gypten" are one token, and any script's letters are words (multilingual text is matched as words). English
+plurals fold to their singular ("Birthdays" → birthday, "parties" → party), so a folder named "Dogs" answers "dog";
+anything cleverer (stemming, lemmas) would be language-specific and is left out.
 
 File names are split on `_ - .` and spaces, on camelCase humps and between letters and digit runs
 ("AnnaBirthday_2023-cake" → anna, birthday, cake); digit runs in a file name are sequence numbers or dates, never
@@ -42,8 +44,18 @@ def tokens(text: str, *, digits: bool = True) -> list[str]:
             token = part.casefold()
             if len(token) < MIN_LENGTH or (not digits and token.isdigit()):
                 continue
-            out.append(token)
+            out.append(singular(token))
     return out
+
+
+def singular(token: str) -> str:
+    """English plural → singular, for plain cases only: 'dogs' → 'dog', 'parties' → 'party'; 'glass', 'bus',
+    'paris' and short words stay as they are."""
+    if len(token) > 4 and token.endswith("ies"):
+        return token[:-3] + "y"
+    if len(token) > 3 and token.endswith("s") and not token.endswith(("ss", "us", "is")) and token.isalpha():
+        return token[:-1]
+    return token
 
 
 def file_name_words(path: str) -> list[str]:

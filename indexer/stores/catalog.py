@@ -22,8 +22,8 @@ from sqlalchemy.engine import make_url
 
 from indexer.stores import catalog_schema as schema
 from indexer.stores import fsnames
-from indexer.stores.catalog_schema import chunks as _chunks
 from indexer.stores.catalog_schema import annotations, collections, contents, embeddings, files, meta, tags
+from indexer.stores.catalog_schema import chunks as _chunks
 from indexer.stores.catalog_schema import utc_now as _now
 from indexer.stores.migrations import migrate
 from indexer.stores.records import (

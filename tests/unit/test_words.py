@@ -88,3 +88,8 @@ def test_lightroom_style_sidecar_and_unreadable_sidecar(tmp_path):
     assert annotations.sidecar(str(photo))["keyword"] == ["Anna", "Großmutter"]
     (tmp_path / "DSC_7.xmp").write_text("<not xml", encoding="utf-8")
     assert annotations.sidecar(str(photo)) == {}
+
+
+def test_plain_english_plurals_fold_to_the_singular():
+    assert tokens("Birthdays parties dogs glass bus Paris cats 2019s") == [
+        "birthday", "party", "dog", "glass", "bus", "paris", "cat", "2019"]
