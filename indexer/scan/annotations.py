@@ -113,3 +113,15 @@ def combine(parts: Iterable[Annotations]) -> Annotations:
 
 def _q(prefix: str, name: str) -> str:
     return f"{{{_NS[prefix]}}}{name}"
+
+
+def person_captions(found: Annotations, manual_tags: Iterable[str] = ()) -> list[str]:
+    """Captions a person wrote for one photo, for tuning the text tower (`models.train --from-library`): each
+    description and title as it is, and the keywords plus manual tags as one comma-separated line. Never Loupe's
+    own zero-shot tags (the caller passes manual tags only, and sidecar keywords Loupe wrote are already left out):
+    training on them would teach the text tower its own guesses."""
+    captions = [*found.get("description", []), *found.get("title", [])]
+    keywords = list(dict.fromkeys([*found.get("keyword", []), *manual_tags]))
+    if keywords:
+        captions.append(", ".join(keywords))
+    return list(dict.fromkeys(c for c in captions if c.strip()))
