@@ -18,7 +18,7 @@ from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 
-from indexer.scan.words import tokens
+from indexer.scan.words import field_tokens, tokens
 from indexer.stores.vectors import VectorFilter, VectorStore
 
 K1, B = 1.2, 0.75  # BM25's usual constants
@@ -82,7 +82,7 @@ def reasons(payload: dict, words: list[str]) -> list[str]:
     texts = payload.get("texts", {})
     for word in words:
         for name in FIELD_LABELS:
-            phrase = next((p for p in texts.get(name, []) if word in tokens(p)), None)
+            phrase = next((p for p in texts.get(name, []) if word in field_tokens(name, p)), None)
             if phrase is not None:
                 shown = phrase if name in WHOLE_PHRASE else word
                 out.append(f'{FIELD_LABELS[name]} "{shown}"')
@@ -91,7 +91,7 @@ def reasons(payload: dict, words: list[str]) -> list[str]:
 
 
 def _doc_tokens(texts: dict) -> list[str]:
-    return [t for values in texts.values() for value in values for t in tokens(value)]
+    return [t for field, values in texts.items() for value in values for t in field_tokens(field, value)]
 
 
 def _idf(total: int, df: int) -> float:

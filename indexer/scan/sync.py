@@ -102,7 +102,7 @@ def photo_texts(paths: list[str], roots: list[str], embedded: dict[str, list[str
 
 
 def text_tokens(texts: dict[str, list[str]]) -> set[str]:
-    return {token for values in texts.values() for value in values for token in words.tokens(value)}
+    return {token for field, values in texts.items() for value in values for token in words.field_tokens(field, value)}
 
 
 def _payload(info: ContentInfo, paths: list[str], tags: dict[str, float], texts: dict[str, list[str]]) -> dict:

@@ -25,6 +25,8 @@ _HUMP = re.compile(r"(?<=[a-z])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])|(?<=\D)(?=\d)|
 CAMERA_TOKENS = frozenset({
     "img", "dsc", "dscf", "dscn", "dcim", "pxl", "gopr", "gp", "gx", "dji", "mvimg", "vid", "pano", "cimg", "imgp",
     "sam", "mp", "wa", "sdc", "pict", "hpim", "mvc", "kif", "jpeg", "jpg", "heic", "raw", "burst", "cover", "copy",
+    # the folders cameras make: DCIM/100CANON, 102NIKON, 100MSDCF (Sony), 100APPLE, 100ANDRO, 100OLYMP, 100_PANA …
+    "canon", "nikon", "msdcf", "apple", "andro", "olymp", "pana", "fuji", "ricoh", "gopro", "media",
 })
 MIN_LENGTH = 2  # single letters ('a', the 'P' of P1010001) carry no meaning on their own
 
@@ -56,6 +58,12 @@ def singular(token: str) -> str:
     if len(token) > 3 and token.endswith("s") and not token.endswith(("ss", "us", "is")) and token.isalpha():
         return token[:-1]
     return token
+
+
+def field_tokens(field: str, text: str) -> list[str]:
+    """Tokens of one phrase of a payload text field: camera folder names (DCIM/100CANON) carry no words."""
+    found = tokens(text)
+    return [t for t in found if t not in CAMERA_TOKENS] if field == "folder" else found
 
 
 def file_name_words(path: str) -> list[str]:

@@ -8,7 +8,7 @@ import pytest
 from PIL import Image
 
 from indexer.scan import annotations
-from indexer.scan.words import file_name_words, folder_names, tokens
+from indexer.scan.words import field_tokens, file_name_words, folder_names, tokens
 from search.xmp import merge_subjects, write_sidecar
 
 XMP = (b'<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">'
@@ -93,3 +93,8 @@ def test_lightroom_style_sidecar_and_unreadable_sidecar(tmp_path):
 def test_plain_english_plurals_fold_to_the_singular():
     assert tokens("Birthdays parties dogs glass bus Paris cats 2019s") == [
         "birthday", "party", "dog", "glass", "bus", "paris", "cat", "2019"]
+
+
+def test_camera_folders_carry_no_words_but_a_keyword_canon_does():
+    assert field_tokens("folder", "100CANON") == ["100"] and field_tokens("folder", "DCIM") == []
+    assert field_tokens("keyword", "Canon") == ["canon"]
