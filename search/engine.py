@@ -35,7 +35,7 @@ from models.relevance import GOOD, POSSIBLE, load_constants, query_prompts, refe
 from search.backend import Backend
 from search.calibration import Calibrator, reference_key, reference_vectors
 from search.dedupe import DEFAULT_RULE, SEMANTIC_THRESHOLD, FoldRule, collapse
-from search.fusion import fuse
+from search.fusion import WORDS_WEIGHT, fuse
 from search.lexical import WordHit, query_words, search_words
 from search.query import Query, Term
 
@@ -92,6 +92,7 @@ class SearchEngine:
         self._calibrator: Calibrator | None = None
         self._visual_calibrator: Calibrator | None = None
         self._visual_dim: int | None | bool = False  # False: not looked up yet
+        self.words_weight = WORDS_WEIGHT  # the words ranking's weight in the fusion (bench.hybrid fits it on dev)
 
     @classmethod
     def open(cls, home: Path, **options) -> SearchEngine:
@@ -226,7 +227,7 @@ class SearchEngine:
             if vector is not None:
                 cosine[str(point.id)] = float(np.dot(np.asarray(vector, np.float32), query))
         payloads = {**{h.id: h.payload for h in found}, **{h.id: h.payload for h in hits}}
-        order = fuse([h.id for h in hits], [h.id for h in found])
+        order = fuse([h.id for h in hits], [h.id for h in found], words_weight=self.words_weight)
         return [Hit(i, cosine[i], payloads[i]) for i in order if i in cosine]
 
     def _score(self, query: np.ndarray, hits: list[Hit], using: str = SEMANTIC, kind: str = "text",

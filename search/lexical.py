@@ -8,7 +8,12 @@ declare on a collection (a sparse vector would need every existing collection co
 the words a photo matched come straight from its payload, so each result can say why it matched.
 
 Measured against Qdrant sparse vectors with the IDF modifier in Qdrant Edge (`python -m bench.lexical`, 10k
-synthetic photos, 2 shared cores): see that module's docstring for the numbers.
+synthetic photos, 2 shared cores): this design costs 36 ms a query on average (133 ms p95, queries with a word
+thousands of photos hold), the sparse index 0.8 ms: about 40x faster, because here every candidate's payload is
+read and scored in Python. Chosen anyway, for now: it needs no change to existing collections (a sparse vector
+cannot be added to one without copying it) nor to the owner's API, works the same on every backend, and the
+candidates' payloads are what say why each photo matched. `MAX_CANDIDATES` bounds the cost; moving the scoring to
+a sparse vector is the next step for very large libraries.
 """
 
 from __future__ import annotations
