@@ -35,7 +35,7 @@ from models.relevance import GOOD, POSSIBLE, load_constants, query_prompts, refe
 from search.backend import Backend
 from search.calibration import Calibrator, reference_key, reference_vectors
 from search.dedupe import DEFAULT_RULE, SEMANTIC_THRESHOLD, FoldRule, collapse
-from search.fusion import WORDS_WEIGHT, fuse
+from search.fusion import COVERAGE_POWER, WORDS_WEIGHT, fuse
 from search.lexical import WordHit, query_words, search_words
 from search.query import Query, Term
 
@@ -93,6 +93,7 @@ class SearchEngine:
         self._visual_calibrator: Calibrator | None = None
         self._visual_dim: int | None | bool = False  # False: not looked up yet
         self.words_weight = WORDS_WEIGHT  # the words ranking's weight in the fusion (bench.hybrid fits it on dev)
+        self.coverage_power = COVERAGE_POWER  # how much holding only some query words counts less (fitted too)
 
     @classmethod
     def open(cls, home: Path, **options) -> SearchEngine:
@@ -208,7 +209,7 @@ class SearchEngine:
         hits = [] if mode == "words" else self.backend.store.query(self.collection, vector, limit=depth, filter=flt,
                                                                     using=using)
         if found:
-            hits = self._fused(vector, hits, list(found.values()), using)
+            hits = self._fused(vector, hits, list(found.values()), using, frozenset(wanted))
         kind = "image" if all(t.image is not None for t in query.positive) else "text"
         scored = self._score(vector, hits, using, kind, found, frozenset(wanted))  # [(result, fold vector)]
         any_relevant = any(r.relevant for r, _ in scored)
@@ -217,7 +218,8 @@ class SearchEngine:
         results = _shown(scored, groups, min_score)
         return SearchPage(query.describe(), results[offset:offset + limit], not any_relevant, offset, limit)
 
-    def _fused(self, query: np.ndarray, hits: list[Hit], found: list[WordHit], using: str) -> list[Hit]:
+    def _fused(self, query: np.ndarray, hits: list[Hit], found: list[WordHit], using: str,
+               wanted: frozenset[str]) -> list[Hit]:
         """The semantic hits and the word hits in fused order, each with its cosine to the query (read from its
         stored vector for a photo only the words found)."""
         cosine = {h.id: h.score for h in hits}
@@ -227,7 +229,9 @@ class SearchEngine:
             if vector is not None:
                 cosine[str(point.id)] = float(np.dot(np.asarray(vector, np.float32), query))
         payloads = {**{h.id: h.payload for h in found}, **{h.id: h.payload for h in hits}}
-        order = fuse([h.id for h in hits], [h.id for h in found], words_weight=self.words_weight)
+        coverage = {h.id: len(h.words) / max(len(wanted), 1) for h in found}
+        order = fuse([h.id for h in hits], [h.id for h in found], words_weight=self.words_weight, coverage=coverage,
+                     coverage_power=self.coverage_power)
         return [Hit(i, cosine[i], payloads[i]) for i in order if i in cosine]
 
     def _score(self, query: np.ndarray, hits: list[Hit], using: str = SEMANTIC, kind: str = "text",
