@@ -94,6 +94,7 @@ class IndexerService:
         self._watcher = None  # (observer, handler) while watching
         self.work_lock = threading.Lock()  # one writer at a time: the scan/watch loop and API "index" requests
         self.repaired = self.sync.sweep()  # a crash may have left vectors of deleted contents
+        self.sync.backfill_words()  # an index made before payloads carried words gets them, once
         # The cheap self-check (counts; the full check only on a mismatch). A collection still being built lacks
         # vectors by design; its scan fills them in.
         self.startup_findings = (IndexCheck(self.catalog, self.store, self.sync, self.collection.name).quick_check()

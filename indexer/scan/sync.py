@@ -25,6 +25,7 @@ from indexer.stores.roots import indexed_roots
 from indexer.stores.vectors import VectorPoint, VectorStore, build_payload, point_id
 
 log = logging.getLogger(__name__)
+WORDS_META = "payload_words"  # set once every payload carries texts/words (indexes made before them are backfilled)
 
 
 class PayloadSync:
@@ -80,6 +81,21 @@ class PayloadSync:
                 self.catalog.forget_embeddings(orphans, collection)
         if gone:
             log.debug("dropped %d contents that no file holds any more", len(gone))
+
+    def backfill_words(self, chunk: int = 500) -> int:
+        """Once per data home: payloads written before they carried words are rebuilt (no model call). Embedded
+        keywords of photos indexed before then are not read here (that needs their bytes): they come when a photo is
+        embedded again. Returns how many contents were refreshed."""
+        if self.catalog.get_meta(WORDS_META):
+            return 0
+        hashes = sorted(set().union(*(self.catalog.embedded_hashes(c) for c in self.live_collections())))
+        for start in range(0, len(hashes), chunk):
+            self.refresh(hashes[start:start + chunk])
+        self.catalog.set_meta(WORDS_META, "1")
+        if hashes:
+            log.info("gave %d photos' payloads the words people gave them (folders, file names, sidecars, tags)",
+                     len(hashes))
+        return len(hashes)
 
     def sweep(self) -> int:
         """Startup repair after a crash: contents with no live path lose their vectors. Returns how many."""

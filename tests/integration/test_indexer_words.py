@@ -7,6 +7,7 @@ import shutil
 import pytest
 
 from indexer.scan.hashing import hash_file
+from indexer.scan.sync import WORDS_META
 from indexer.stores.vectors import VectorFilter, point_id
 from search.xmp import write_sidecar
 from tests.imagegen import write_jpeg
@@ -89,3 +90,20 @@ def test_rename_and_move_update_the_words_without_a_model_call(service, library)
     renamed = payload_of(service, library / "Birthdays" / "cake_party.jpg")
     assert renamed["texts"] == {"folder": ["Birthdays"], "name": ["cake", "party"]}  # the old sidecar stayed behind
     assert service.store.count(service.collection.name, VectorFilter(words_any=("pyramid",))) == 0
+
+
+def test_an_index_made_before_words_gets_them_once_without_a_model_call(tmp_path, service, library, catalog_url):
+    name = service.collection.name
+    for point in service.store.scroll(name):
+        old = {k: v for k, v in point.payload.items() if k not in ("texts", "words")}
+        service.store.overwrite_payload(name, point.id, old)
+    service.catalog.delete_meta(WORDS_META)
+    service.close()
+    again = make_service(tmp_path / "home", library, db_url=catalog_url)
+    try:
+        assert not again.slot.loaded
+        payload = payload_of(again, library / "Trips" / "Egypt 2019" / "pyramids_at_dawn.jpg")
+        assert {"egypt", "pyramid", "dawn"} <= set(payload["words"])
+        assert again.sync.backfill_words() == 0  # once
+    finally:
+        again.close()
