@@ -19,6 +19,7 @@ from collections.abc import Iterable
 import numpy as np
 
 from indexer.scan import annotations, words
+from indexer.stores import fsnames
 from indexer.stores.catalog import Catalog
 from indexer.stores.records import ContentInfo
 from indexer.stores.roots import indexed_roots
@@ -109,9 +110,10 @@ def photo_texts(paths: list[str], roots: list[str], embedded: dict[str, list[str
     """field → phrases: folder names and file-name words of every path, embedded and sidecar annotations (keyword,
     description, title), and manual tags. Never Loupe's own zero-shot tags: those are guesses, not words people gave."""
     people = annotations.combine([embedded, *(annotations.sidecar(p) for p in paths)])
+    texts, roots = [fsnames.to_text(p) for p in paths], [fsnames.to_text(r) for r in roots]  # payloads are Unicode
     return {
-        "folder": words.unique(name for p in paths for name in words.folder_names(p, roots)),
-        "name": words.unique(w for p in paths for w in words.file_name_words(p)),
+        "folder": words.unique(name for p in texts for name in words.folder_names(p, roots)),
+        "name": words.unique(w for p in texts for w in words.file_name_words(p)),
         **{kind: people.get(kind, []) for kind in annotations.KINDS},
         "tag": sorted(manual_tags),
     }
