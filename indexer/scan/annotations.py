@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import io
 import logging
+import os
 import re
 import xml.etree.ElementTree as ET
 from collections.abc import Iterable
@@ -53,6 +54,22 @@ def sidecar(photo: str) -> Annotations:
             continue
         _merge(found, _from_xmp(data, str(path)))
     return found
+
+
+def is_sidecar(path: str | os.PathLike[str]) -> bool:
+    return Path(path).suffix.lower() == ".xmp"
+
+
+def sidecar_photos(sidecar: str | os.PathLike[str]) -> list[str]:
+    """The photos a sidecar describes: `IMG_1.jpg.xmp` → IMG_1.jpg; `IMG_1.xmp` → every IMG_1.* beside it."""
+    path = Path(sidecar)
+    inner = path.name[: -len(path.suffix)]
+    if "." in inner:
+        return [str(path.with_name(inner))]
+    try:
+        return sorted(str(p) for p in path.parent.iterdir() if p.stem == inner and not is_sidecar(p))
+    except OSError:
+        return []
 
 
 def _sidecar_paths(photo: str) -> list[Path]:

@@ -107,3 +107,24 @@ def test_an_index_made_before_words_gets_them_once_without_a_model_call(tmp_path
         assert again.sync.backfill_words() == 0  # once
     finally:
         again.close()
+
+
+def test_a_sidecar_written_or_removed_later_updates_the_words(service, library):
+    from watchdog.events import FileCreatedEvent
+
+    from indexer.scan.walk import FileFilter
+    from indexer.scan.watch import _Handler
+
+    photo = library / "Trips" / "Egypt 2019" / "IMG_0412.jpg"
+    sidecar = photo.with_name(photo.name + ".xmp")
+    sidecar.write_bytes(XMP.replace(b"Anna", b"Karnak"))
+    touched = []
+    queue = type("Queue", (), {"touch": lambda self, path, closed: touched.append(path)})()
+    _Handler(queue, FileFilter(frozenset({"jpg"})), (library,)).on_any_event(FileCreatedEvent(str(sidecar)))
+    assert touched == [sidecar]  # the watcher hands sidecars on with the photos
+    calls = service.pipeline.model_calls
+    service.handle([sidecar], [])
+    assert "karnak" in payload_of(service, photo)["words"] and service.pipeline.model_calls == calls
+    sidecar.unlink()
+    service.handle([sidecar], [])
+    assert "karnak" not in payload_of(service, photo)["words"]

@@ -98,3 +98,11 @@ def test_plain_english_plurals_fold_to_the_singular():
 def test_camera_folders_carry_no_words_but_a_keyword_canon_does():
     assert field_tokens("folder", "100CANON") == ["100"] and field_tokens("folder", "DCIM") == []
     assert field_tokens("keyword", "Canon") == ["canon"]
+
+
+def test_which_photos_a_sidecar_describes(tmp_path):
+    for name in ("IMG_1.jpg", "IMG_1.NEF", "IMG_2.jpg"):
+        (tmp_path / name).write_bytes(b"")
+    assert annotations.sidecar_photos(tmp_path / "IMG_2.jpg.xmp") == [str(tmp_path / "IMG_2.jpg")]
+    assert annotations.sidecar_photos(tmp_path / "IMG_1.xmp") == [str(tmp_path / "IMG_1.NEF"),
+                                                                  str(tmp_path / "IMG_1.jpg")]
