@@ -5,10 +5,13 @@
     python -m search beach --and sunset --not people        the same with flags
     python -m search --like ~/Pictures/cat.jpg              more like this photo (in the library or not)
     python -m search "birthday cake" --folder ~/Pictures/2023 --after 2023-06-01 --type jpg --json
+    python -m search egypt --mode words                     only the words people gave their photos
 
 Photos are listed as good matches ("good": precision first, `relevant` in --json) or possible ones ("maybe"),
 decided against the library's own scores and a fixed reference set (models.relevance); when nothing is a good
-match the answer says so. `--min-score 0` lists the closest photos anyway. When an indexer owns the data home
+match the answer says so. `--min-score 0` lists the closest photos anyway. By default (`--mode hybrid`) a query
+also matches the words people gave their photos (folder and file names, XMP/IPTC keywords and captions, sidecars,
+manual tags) and each result says what it matched. When an indexer owns the data home
 the query goes through it (no model load here); otherwise the stores are opened in this process.
 """
 
@@ -45,6 +48,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--min-score", type=float, help="keep results with calibrated score ≥ this (0..1); "
                                                    "default: relevant ones only")
     p.add_argument("--no-collapse", action="store_true", help="show near-duplicates separately")
+    p.add_argument("--mode", choices=("hybrid", "semantic", "words"), default="hybrid",
+                   help="rank by what photos show and the words people gave them (default), by what they show "
+                        "only, or by the words only")
     add_index_options(p)
     return p
 
@@ -96,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
         print(warning, file=sys.stderr)
     try:
         page = engine.search(query, filter=filter_from(args), limit=args.limit, offset=args.offset,
-                             min_score=args.min_score, collapse_duplicates=not args.no_collapse)
+                             min_score=args.min_score, collapse_duplicates=not args.no_collapse, mode=args.mode)
     finally:
         engine.close()
     print(json.dumps(page.to_json(), indent=2) if args.json else render(page))
@@ -116,7 +122,9 @@ def render(page) -> str:
     for r in page.results:
         taken = (r.taken_at or "")[:10]
         extra = f"  (+{len(r.duplicates)} similar)" if r.duplicates else ""
-        lines.append(f"{r.calibrated:5.2f}  {TIER_LABELS.get(r.tier, r.tier):5}  {taken:10}  {display(r.path)}{extra}")
+        why = f"  matched: {', '.join(r.matched)}" if r.matched else ""
+        lines.append(f"{r.calibrated:5.2f}  {TIER_LABELS.get(r.tier, r.tier):5}  {taken:10}  {display(r.path)}{extra}"
+                     f"{why}")
     if page.no_good_match:
         lines.append("no good match; these are " + ("possible matches only" if any(r.tier == "possible" for r in
                                                    page.results) else "the closest photos"))

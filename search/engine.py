@@ -10,6 +10,13 @@ the text-aligned space can be too coarse for it (offline-lite's puts unrelated p
 text ranks in the text-aligned space. Near-duplicates are folded by their visual vectors (search.dedupe), so a
 resized copy folds and a different photo of the same kind of thing does not. An index whose photos do not all have
 a visual vector yet (an older index being upgraded) keeps answering image queries in the text-aligned space.
+
+Words (`mode`): a text query also looks for its words among the words people gave their photos (search.lexical:
+folder names, file names, keywords, captions, manual tags) under the same filter, and the two rankings are fused
+(search.fusion) before the same scoring, collapse and paging. `mode="semantic"` is the vector ranking alone,
+`mode="words"` the words ranking alone. Every result is still judged by its cosine (models.relevance); a photo that
+holds every query word is also a good match (a person said so), one holding some of them at least a possible one.
+With no word found the fused ranking is the semantic one, so such a query's answer equals semantic mode's.
 """
 
 from __future__ import annotations
@@ -28,6 +35,8 @@ from models.relevance import GOOD, POSSIBLE, load_constants, query_prompts, refe
 from search.backend import Backend
 from search.calibration import Calibrator, reference_key, reference_vectors
 from search.dedupe import DEFAULT_RULE, SEMANTIC_THRESHOLD, FoldRule, collapse
+from search.fusion import COVERAGE_POWER, WORDS_WEIGHT, fuse
+from search.lexical import WordHit, query_words, search_words
 from search.query import Query, Term
 
 log = logging.getLogger(__name__)
@@ -35,6 +44,8 @@ log = logging.getLogger(__name__)
 LIBRARY_SAMPLE = 512
 SAMPLE_MAX_AGE = 3600.0  # seconds a cached library sample is trusted (calibration statistics change slowly)
 POOL_FACTOR = 3  # candidates fetched per result shown, to refill a page after collapsing duplicates
+FUSION_DEPTH = 100  # each ranking is read this deep at least before fusing, so pages within it never disagree
+MODES = ("hybrid", "semantic", "words")  # what ranks a text query: both fused, the vector alone, the words alone
 
 
 @dataclass(frozen=True)
@@ -53,6 +64,7 @@ class SearchResult:
     camera: str | None
     duplicates: list[str] = field(default_factory=list)  # near-duplicates folded into this result
     tier: str = GOOD  # 'good' (= relevant), 'possible' (shown, not vouched for) or 'weak' (only with min_score)
+    matched: list[str] = field(default_factory=list)  # why, in words: 'folder "Egypt 2019"', 'keyword "Anna"'
 
     def to_json(self) -> dict:
         return dict(self.__dict__)
@@ -80,6 +92,8 @@ class SearchEngine:
         self._calibrator: Calibrator | None = None
         self._visual_calibrator: Calibrator | None = None
         self._visual_dim: int | None | bool = False  # False: not looked up yet
+        self.words_weight = WORDS_WEIGHT  # the words ranking's weight in the fusion (bench.hybrid fits it on dev)
+        self.coverage_power = COVERAGE_POWER  # how much holding only some query words counts less (fitted too)
 
     @classmethod
     def open(cls, home: Path, **options) -> SearchEngine:
@@ -175,30 +189,57 @@ class SearchEngine:
 
     def search(self, query: Query, *, filter: VectorFilter | None = None, limit: int = 20, offset: int = 0,
                min_score: float | None = None, collapse_duplicates: bool = True,
-               duplicates: FoldRule = DEFAULT_RULE) -> SearchPage:
+               duplicates: FoldRule = DEFAULT_RULE, mode: str = "hybrid") -> SearchPage:
         """A page of results. `min_score=None` keeps good and possible matches (each result says which);
-        a number keeps calibrated ≥ it (0 = the closest photos, whatever they are).
+        a number keeps calibrated ≥ it (0 = the closest photos, whatever they are). `mode` is one of `MODES`.
 
         `duplicates` is the near-duplicate rule on visual vectors; a collection without them folds by the
         text-aligned vectors at `SEMANTIC_THRESHOLD`."""
+        if mode not in MODES:
+            raise ValueError(f"unknown search mode {mode!r}: use one of {', '.join(MODES)}")
         visual = self.visual_query_vector(query)
         using = VISUAL if visual is not None else SEMANTIC
         vector, exclude = visual if visual is not None else self.query_vector(query)
         flt = _with_exclusions(filter, exclude)
         pool = (offset + limit) * (POOL_FACTOR if collapse_duplicates else 1)
-        hits = self.backend.store.query(self.collection, vector, limit=pool, filter=flt, using=using)
+        wanted = query_words(t.text for t in query.positive if t.text is not None) if mode != "semantic" else []
+        depth = max(pool, FUSION_DEPTH)  # fused ranks depend on how deep each list goes: read both to a fixed depth
+        found = {h.id: h for h in search_words(self.backend.store, self.collection, wanted, flt, depth)}
+        depth = depth if found else pool  # no word found: exactly the semantic query
+        hits = [] if mode == "words" else self.backend.store.query(self.collection, vector, limit=depth, filter=flt,
+                                                                    using=using)
+        if found:
+            hits = self._fused(vector, hits, list(found.values()), using, frozenset(wanted))
         kind = "image" if all(t.image is not None for t in query.positive) else "text"
-        scored = self._score(vector, hits, using, kind)  # [(result, fold vector or None)] in rank order
+        scored = self._score(vector, hits, using, kind, found, frozenset(wanted))  # [(result, fold vector)]
         any_relevant = any(r.relevant for r, _ in scored)
         rule = duplicates if self.visual_dim else SEMANTIC_THRESHOLD
         groups = collapse([v for _, v in scored], rule) if collapse_duplicates else [[i] for i in range(len(scored))]
         results = _shown(scored, groups, min_score)
         return SearchPage(query.describe(), results[offset:offset + limit], not any_relevant, offset, limit)
 
-    def _score(self, query: np.ndarray, hits: list[Hit], using: str = SEMANTIC,
-               kind: str = "text") -> list[tuple[SearchResult, np.ndarray | None]]:
+    def _fused(self, query: np.ndarray, hits: list[Hit], found: list[WordHit], using: str,
+               wanted: frozenset[str]) -> list[Hit]:
+        """The semantic hits and the word hits in fused order, each with its cosine to the query (read from its
+        stored vector for a photo only the words found)."""
+        cosine = {h.id: h.score for h in hits}
+        missing = [h.id for h in found if h.id not in cosine]
+        for point in self.backend.store.retrieve(self.collection, missing, with_vectors=True) if missing else []:
+            vector = point.visual if using == VISUAL else point.vector
+            if vector is not None:
+                cosine[str(point.id)] = float(np.dot(np.asarray(vector, np.float32), query))
+        payloads = {**{h.id: h.payload for h in found}, **{h.id: h.payload for h in hits}}
+        coverage = {h.id: len(h.words) / max(len(wanted), 1) for h in found}
+        order = fuse([h.id for h in hits], [h.id for h in found], words_weight=self.words_weight, coverage=coverage,
+                     coverage_power=self.coverage_power)
+        return [Hit(i, cosine[i], payloads[i]) for i in order if i in cosine]
+
+    def _score(self, query: np.ndarray, hits: list[Hit], using: str = SEMANTIC, kind: str = "text",
+               word_hits: dict[str, WordHit] | None = None,
+               wanted: frozenset[str] = frozenset()) -> list[tuple[SearchResult, np.ndarray | None]]:
         """Results with the vector each is folded by: its visual one when the collection has them (None for a
-        photo still without one: it is never folded), else its text-aligned one."""
+        photo still without one: it is never folded), else its text-aligned one. `word_hits`: the photos the query's
+        words matched (`wanted`): each says why, and is at least a possible match (a good one holding them all)."""
         if not hits:
             return []
         points = self.backend.store.retrieve(self.collection, [h.id for h in hits], with_vectors=True)
@@ -219,9 +260,16 @@ class SearchEngine:
             near = DEFAULT_RULE.matches(split_visual(query), split_visual(np.stack(folds)))
             tiers = [GOOD if n else t for t, n in zip(tiers, near, strict=True)]
             probability = np.where(near, np.maximum(probability, 0.5), probability)
+        word_hits = word_hits or {}
+        probability = np.array(probability, np.float32)  # a copy: word matches raise some entries
+        for i, hit in enumerate(hits):
+            word_hit = word_hits.get(hit.id)
+            if word_hit is not None and tiers[i] != GOOD:
+                tiers[i] = GOOD if word_hit.words >= wanted else POSSIBLE
+                probability[i] = max(float(probability[i]), 0.5 if tiers[i] == GOOD else 0.2)
         rows = zip(hits, probability, tiers, folds, strict=True)
-        return [(self._result(h, float(p), t), None if v is None else np.asarray(v, np.float32))
-                for h, p, t, v in rows]
+        return [(self._result(h, float(p), t, word_hits[h.id].matched if h.id in word_hits else []),
+                 None if v is None else np.asarray(v, np.float32)) for h, p, t, v in rows]
 
     def calibrator(self, using: str = SEMANTIC) -> Calibrator:
         """A sample of the library's vectors (cached in the data home for an hour, so a CLI query through the owner
@@ -276,7 +324,7 @@ class SearchEngine:
         dim = (self.visual_dim or 0) if using == VISUAL else self.backend.collection.dim
         return np.stack(sample).astype(np.float32) if sample else np.zeros((0, dim), np.float32)
 
-    def _result(self, hit: Hit, probability: float, tier: str) -> SearchResult:
+    def _result(self, hit: Hit, probability: float, tier: str, matched: list[str] | None = None) -> SearchResult:
         payload = hit.payload
         digest = payload.get("content_hash", "")
         paths = list(payload.get("paths", []))
@@ -285,6 +333,7 @@ class SearchEngine:
             relevant=tier == GOOD, tier=tier, content_hash=digest, thumbnail=self._thumbnail(digest),
             taken_at=_iso(payload.get("taken_at")), tags=list(payload.get("tags", [])),
             width=payload.get("width"), height=payload.get("height"), camera=payload.get("camera"),
+            matched=list(matched or []),
         )
 
     def _thumbnail(self, digest: str) -> str | None:

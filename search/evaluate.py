@@ -21,8 +21,9 @@ KS = (1, 5, 10)
 
 
 def engine_recall(engine: SearchEngine, images: list[Path], captions: list[str], caption_image: list[int],
-                  ks: tuple[int, ...] = KS) -> dict:
-    """{'text_to_image': {'R@1': …}, 'captions': n, 'skipped': n} — captions of unindexed images are skipped."""
+                  ks: tuple[int, ...] = KS, mode: str = "hybrid") -> dict:
+    """{'text_to_image': {'R@1': …}, 'captions': n, 'skipped': n} — captions of unindexed images are skipped.
+    `mode`: SearchEngine's ('hybrid', what users get; 'semantic'; 'words')."""
     hashes = [_hash(path) for path in images]
     hits = {k: 0 for k in ks}
     used = skipped = 0
@@ -30,7 +31,8 @@ def engine_recall(engine: SearchEngine, images: list[Path], captions: list[str],
         if hashes[owner] is None or not caption:
             skipped += 1
             continue
-        page = engine.search(build_query(caption), limit=max(ks), min_score=0.0, collapse_duplicates=False)
+        page = engine.search(build_query(caption), limit=max(ks), min_score=0.0, collapse_duplicates=False,
+                             mode=mode)
         ranked = [r.content_hash for r in page.results]
         used += 1
         for k in ks:

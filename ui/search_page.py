@@ -1,10 +1,11 @@
 """Search: type what is in a photo (with negatives), or start from an image; filter; page; open a photo.
 
 Ranking is `SearchEngine.search`, the same call the CLI makes. A card shows one plain verdict (good or possible
-match, the engine's decision); the numbers behind it (calibrated score, raw cosine) are in the detail view. "No good
-match" is the engine's verdict, with a way to see the closest photos anyway. An image query (an upload or "Similar")
-is shown as the photo itself, not its path. `?photo=<hash>` and `?path=<indexed path>` open a photo directly —
-through `MediaGuard`, so a crafted path is refused before anything is read.
+match, the engine's decision) and the words it matched (folder, file name, keyword…); the numbers behind it
+(calibrated score, raw cosine) are in the detail view. "No good match" is the engine's verdict, with a way to see
+the closest photos anyway. An image query (an upload or "Similar") is shown as the photo itself, not its path.
+`?photo=<hash>` and `?path=<indexed path>` open a photo directly — through `MediaGuard`, so a crafted path is
+refused before anything is read.
 """
 
 from __future__ import annotations
@@ -232,7 +233,13 @@ def _like_path(guard, digest: str) -> Path | None:
 def _score_line(result) -> str:
     dupes = f" · +{len(result.duplicates)} similar" if result.duplicates else ""
     when = date_line(result.taken_at, result.paths)
-    return f"{verdict(result)}  \n{when}{dupes}"
+    return f"{verdict(result)}  \n{when}{dupes}{matched_line(result)}"
+
+
+def matched_line(result) -> str:
+    """'matched: folder "Egypt 2019", keyword "Anna"': the words people gave the photo that the query found."""
+    matched = getattr(result, "matched", None)
+    return "  \nmatched: " + ", ".join(matched) if matched else ""
 
 
 def _nothing(page, flt, query) -> None:

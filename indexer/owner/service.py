@@ -18,6 +18,7 @@ from tqdm import tqdm
 
 from indexer.owner.memory import release_freed_memory
 from indexer.owner.modelslot import ModelSlot, complete_collection, resolve_model, target_collection
+from indexer.scan import annotations
 from indexer.scan.check import Findings, IndexCheck
 from indexer.scan.decode import IMAGE_EXTENSIONS
 from indexer.scan.pipeline import Pipeline
@@ -94,6 +95,7 @@ class IndexerService:
         self._watcher = None  # (observer, handler) while watching
         self.work_lock = threading.Lock()  # one writer at a time: the scan/watch loop and API "index" requests
         self.repaired = self.sync.sweep()  # a crash may have left vectors of deleted contents
+        self.sync.backfill_words()  # an index made before payloads carried words gets them, once
         # The cheap self-check (counts; the full check only on a mismatch). A collection still being built lacks
         # vectors by design; its scan fills them in.
         self.startup_findings = (IndexCheck(self.catalog, self.store, self.sync, self.collection.name).quick_check()
@@ -161,10 +163,15 @@ class IndexerService:
         # A rename's two halves may settle in different batches (the new path first, the old one's deletion later):
         # a vanished path whose content reappeared this recently was moved, not deleted.
         since = utc_now() - timedelta(seconds=MOVE_WINDOW_S + self.settings.settle)
+        sidecars = [f for f in files if annotations.is_sidecar(f)]
+        files = [f for f in files if not annotations.is_sidecar(f)]
         with self.work_lock:
             for folder in folders:
                 rec = self.reconciler.folder(folder, self.collection.name, since)
                 self._process(rec, report, None)
+            if sidecars:  # keywords written, changed or removed: the photos' payload words follow, no model call
+                photos = [p for s in sidecars for p in annotations.sidecar_photos(s)]
+                self.sync.refresh(r.content_hash for r in self.catalog.get_files(photos).values() if r.content_hash)
             if files:
                 self._process(self.reconciler.paths(files, self.collection.name, since), report, None)
         self._maybe_complete()

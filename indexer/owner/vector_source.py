@@ -3,6 +3,10 @@
 A captions row names a file; if the catalog knows that file's current bytes (same size and mtime) and the
 collection of the tower being tuned holds its content's vector, that vector is used as is. Through the owner's API
 when an indexer owns the data home, else by opening the stores for the duration of the call.
+
+`captions(folder)` gives `python -m models.train --from-library` the captions people wrote for their indexed
+photos (descriptions, titles, keywords, manual tags: indexer.scan.annotations.person_captions), read from the
+catalog and the photos' sidecars; never Loupe's own zero-shot tags.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from indexer.scan import annotations
 from indexer.stores.catalog import Catalog
 from indexer.stores.vectors import VectorStore, point_id
 
@@ -39,6 +44,26 @@ class IndexVectorSource:
                  if r.content_hash in by_hash}
         self.skipped.update({k: "not in the index (or changed since indexing)" for k in keys if k not in found})
         return found
+
+    def captions(self, folder: str | None = None) -> list[tuple[str, str]]:
+        """(path, caption) pairs people wrote for the indexed, unchanged photos in `folder` (all roots when None),
+        one photo per content (its first path), in path order."""
+        catalog = Catalog.for_home(self.home, self.db_url)
+        try:
+            records = catalog.files_under(os.path.abspath(folder or os.sep), statuses=("indexed",))
+            first: dict[str, str] = {}
+            for record in records:
+                if record.content_hash and _same(record.path, record):
+                    first.setdefault(record.content_hash, record.path)
+            embedded = catalog.annotations_for(first)
+            manual = catalog.tags_for(first, source="manual")
+        finally:
+            catalog.close()
+        pairs = []
+        for digest, path in sorted(first.items(), key=lambda item: item[1]):
+            found = annotations.combine([embedded.get(digest, {}), annotations.sidecar(path)])
+            pairs += [(path, caption) for caption in annotations.person_captions(found, manual.get(digest, {}))]
+        return pairs
 
     @contextlib.contextmanager
     def _stores(self) -> Iterator[tuple[Catalog, VectorStore]]:

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import torch
 
+from indexer.scan import annotations
 from indexer.scan.decode import DecodeError, decode_image
 from indexer.scan.hashing import content_hash
 from indexer.scan.sync import PayloadSync
@@ -40,6 +41,7 @@ class Prepared:
     hash: str | None = None
     pixels: torch.Tensor | None = None  # (3, H, W) preprocessed, None when no model call is needed
     content: ContentInfo | None = None
+    annotations: dict[str, list[str]] = field(default_factory=dict)  # embedded keywords/captions (XMP, IPTC)
     error: str | None = None
     vanished: bool = False  # moved or deleted while in flight: the reconciler records it, nothing is marked failed
 
@@ -128,7 +130,7 @@ class Pipeline:
         except DecodeError as err:
             return Prepared(path, hash=digest, error=err.reason)
         pixels = bundle.preprocess(decoded.image)
-        return Prepared(path, digest, pixels, self._content(path, digest, decoded))
+        return Prepared(path, digest, pixels, self._content(path, digest, decoded), annotations.embedded(data))
 
     def _content(self, path: str, digest: str, decoded) -> ContentInfo:
         meta = decoded.metadata
@@ -164,6 +166,7 @@ class Pipeline:
         vectors = vectors.cpu()
         self.model_calls += len(unique)
         self.catalog.upsert_contents([item.content for item in unique])
+        self.catalog.set_annotations({item.hash: item.annotations for item in unique})
         self.catalog.set_hashes({item.path: item.hash for item in batch})
         by_hash = {item.hash: vec.numpy() for item, vec in zip(unique, vectors, strict=True)}
         visual_by_hash = None if visuals is None else {

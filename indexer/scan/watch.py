@@ -14,6 +14,7 @@ from pathlib import Path
 
 from watchdog.events import FileSystemEvent, FileSystemEventHandler
 
+from indexer.scan.annotations import is_sidecar
 from indexer.scan.settle import SettleQueue
 from indexer.scan.walk import FileFilter
 
@@ -38,8 +39,8 @@ class _Handler(FileSystemEventHandler):
             if event.is_directory:
                 if event.event_type != "modified" and not self._hidden(path):
                     self.queue.touch_folder(path)
-            elif self.rules.accepts(path, self.roots):
-                self.queue.touch(path, closed=complete)
+            elif self.rules.accepts(path, self.roots) or (is_sidecar(path) and not self._hidden(path)):
+                self.queue.touch(path, closed=complete)  # a sidecar's keywords are its photo's words
 
     def _hidden(self, path: Path) -> bool:
         return not self.rules.include_hidden and any(p.startswith(".") for p in path.parts)

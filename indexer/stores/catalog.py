@@ -22,8 +22,8 @@ from sqlalchemy.engine import make_url
 
 from indexer.stores import catalog_schema as schema
 from indexer.stores import fsnames
+from indexer.stores.catalog_schema import annotations, collections, contents, embeddings, files, meta, tags
 from indexer.stores.catalog_schema import chunks as _chunks
-from indexer.stores.catalog_schema import collections, contents, embeddings, files, meta, tags
 from indexer.stores.catalog_schema import utc_now as _now
 from indexer.stores.migrations import migrate
 from indexer.stores.records import (
@@ -438,16 +438,50 @@ class Catalog(schema.Database):
         if ordered:
             self._tx(work)
 
-    def tags_for(self, hashes: Iterable[str]) -> dict[str, dict[str, float]]:
-        """hash → {tag: score}; where both sources hold a tag, the person's ('manual') score wins."""
+    def tags_for(self, hashes: Iterable[str], source: TagSource | None = None) -> dict[str, dict[str, float]]:
+        """hash → {tag: score}; where both sources hold a tag, the person's ('manual') score wins.
+        `source` keeps one source's tags only (e.g. 'manual': what a person wrote, for search words and captions)."""
         wanted = sorted(set(hashes))
         # 'zero-shot' sorts after 'manual', so reading in descending source order lets manual rows overwrite.
         query = select(tags.c.content_hash, tags.c.tag, tags.c.score).order_by(tags.c.source.desc())
+        if source is not None:
+            query = query.where(tags.c.source == source)
 
         def work(conn: Connection) -> dict[str, dict[str, float]]:
             out: dict[str, dict[str, float]] = {}
             for content_hash, tag, score in _rows_in(conn, query, tags.c.content_hash, wanted):
                 out.setdefault(content_hash, {})[tag] = score
+            return out
+
+        return self._read(work)
+
+    # -- annotations ---------------------------------------------------------------------------------------------
+
+    def set_annotations(self, found: Mapping[str, Mapping[str, Sequence[str]]]) -> None:
+        """Replace the embedded annotations of each content (hash → {kind: [values]}; {} clears them)."""
+        ordered = sorted(found)
+        rows = [dict(content_hash=h, kind=kind, position=i, value=value)
+                for h in ordered for kind, values in sorted(found[h].items()) for i, value in enumerate(values)]
+
+        def work(conn: Connection) -> None:
+            for chunk in _chunks(ordered):
+                conn.execute(delete(annotations).where(annotations.c.content_hash.in_(chunk)))
+            for chunk in _chunks(rows):
+                conn.execute(annotations.insert(), list(chunk))
+
+        if ordered:
+            self._tx(work)
+
+    def annotations_for(self, hashes: Iterable[str]) -> dict[str, dict[str, list[str]]]:
+        """hash → {kind: [values]} of the contents that have any."""
+        wanted = sorted(set(hashes))
+        query = select(annotations.c.content_hash, annotations.c.kind, annotations.c.value).order_by(
+            annotations.c.content_hash, annotations.c.kind, annotations.c.position)
+
+        def work(conn: Connection) -> dict[str, dict[str, list[str]]]:
+            out: dict[str, dict[str, list[str]]] = {}
+            for content_hash, kind, value in _rows_in(conn, query, annotations.c.content_hash, wanted):
+                out.setdefault(content_hash, {}).setdefault(kind, []).append(value)
             return out
 
         return self._read(work)

@@ -66,7 +66,7 @@ from indexer.stores.records import (
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 BUSY_TIMEOUT_S = 30.0  # how long a SQLite writer waits for another writer before giving up
 _RETRIES = 8
 _CHUNK = 500  # rows per IN (...) list or executemany batch: far below both backends' bound-parameter limits
@@ -190,6 +190,18 @@ tags = Table(
     Column("tagged_at", UTCDateTime, nullable=False),
     _in("source", TAG_SOURCES),
     Index("ix_tags_tag", "tag"),
+)
+
+# What people wrote about a photo (indexer.scan.annotations): embedded XMP/IPTC keywords, descriptions and titles.
+# Per content, like EXIF; sidecars are per path and read when payloads are built, so they are not stored here.
+annotations = Table(
+    "annotations",
+    metadata,
+    Column("content_hash", String(128), ForeignKey("contents.hash", ondelete="CASCADE"), primary_key=True),
+    Column("kind", String(16), primary_key=True),
+    Column("position", Integer, primary_key=True),  # order within the kind, as the file lists them
+    Column("value", Text, nullable=False),
+    CheckConstraint("kind IN ('keyword', 'description', 'title')", name="ck_annotation_kind"),
 )
 
 

@@ -33,10 +33,17 @@ class SchemaTooNewError(RuntimeError):
 
 def _m1_initial(conn: Connection) -> None:
     """Files, contents, embeddings, collections, tags, meta."""
-    schema.metadata.create_all(conn)
+    step1 = (schema.meta, schema.files, schema.contents, schema.collections, schema.embeddings, schema.tags)
+    schema.metadata.create_all(conn, tables=list(step1))
 
 
-MIGRATIONS: list[Migration] = [_m1_initial]
+def _m2_annotations(conn: Connection) -> None:
+    """Keywords, descriptions and titles people embedded in their photos (indexer.scan.annotations). Contents
+    indexed before this step have none recorded until they are indexed again."""
+    schema.annotations.create(conn)
+
+
+MIGRATIONS: list[Migration] = [_m1_initial, _m2_annotations]
 assert len(MIGRATIONS) == schema.SCHEMA_VERSION, "add a migration step when bumping SCHEMA_VERSION"
 
 

@@ -33,6 +33,9 @@ Payload convention (`build_payload` writes it; `VectorFilter` reads it):
     tags:    [str]              tag names (zero-shot and manual)
     camera:  str | None         'Make Model'
     width, height: int          pixels, after EXIF orientation
+    texts:   {field: [str]}     words people gave the photo, by where they come from (indexer.scan.sync):
+                                folder, name, keyword, description, title, tag (manual tags only)
+    words:   [str]              the normalised tokens of `texts` (indexer.scan.words), each once: lexical search
 """
 
 from __future__ import annotations
@@ -42,7 +45,7 @@ import math
 import os
 import re
 import uuid
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Protocol, runtime_checkable
@@ -64,6 +67,7 @@ INDEXED_FIELDS: dict[str, str] = {
     "tags": "keyword",
     "camera": "keyword",
     "taken_at": "float",
+    "words": "keyword",
 }
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 
@@ -115,6 +119,7 @@ class VectorFilter:
     tags_any: tuple[str, ...] = ()  # has at least one of these tags
     exts: tuple[str, ...] = ()  # any of these extensions (lowercase, no dot)
     cameras: tuple[str, ...] = ()  # any of these 'Make Model' strings
+    words_any: tuple[str, ...] = ()  # holds at least one of these tokens (payload `words`)
     exclude_hashes: tuple[str, ...] = ()  # never these contents (e.g. the query image itself)
     exclude_ids: tuple[str, ...] = ()  # never these point ids
     has_visual: bool | None = None  # True: only points with a visual vector; False: only points without one
@@ -127,7 +132,8 @@ class VectorFilter:
         if self.taken_from is not None or self.taken_to is not None:
             must.append(Condition("range", "taken_at", (self.taken_from, self.taken_to)))
         must += [Condition("value", "tags", tag) for tag in self.tags_all]
-        for key, values in (("tags", self.tags_any), ("ext", self.exts), ("camera", self.cameras)):
+        for key, values in (("tags", self.tags_any), ("ext", self.exts), ("camera", self.cameras),
+                            ("words", self.words_any)):
             if values:
                 normal = [v.lower().lstrip(".") for v in values] if key == "ext" else list(values)
                 must.append(Condition("any", key, normal))
@@ -247,6 +253,8 @@ def build_payload(
     height: int,
     tags: Iterable[str] = (),
     camera: str | None = None,
+    texts: Mapping[str, Sequence[str]] | None = None,
+    words: Iterable[str] = (),
 ) -> dict[str, Any]:
     """The payload of one content, per the convention in this module's docstring. Paths in the fs form are stored
     in the text form (`indexer.stores.fsnames`): payloads must be valid Unicode."""
@@ -261,6 +269,8 @@ def build_payload(
         "camera": camera,
         "width": int(width),
         "height": int(height),
+        "texts": {field: list(values) for field, values in sorted((texts or {}).items()) if values},
+        "words": sorted(set(words)),
     }
 
 

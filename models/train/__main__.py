@@ -70,15 +70,46 @@ def run_training(args: argparse.Namespace, home: Path) -> int:
     import models
     from models.train.run import seed_everything, train
 
+    bundle = None
+    if args.from_library is not None:
+        bundle = _library_captions(args, home)
     config, resume = _resolve_config(args, home)
     seed_everything(config.seed)
-    log.info("loading %s …", config.model)
-    bundle = models.create(config.model, device=config.device)
+    if bundle is None:
+        log.info("loading %s …", config.model)
+        bundle = models.create(config.model, device=config.device)
     progress = not args.quiet
     source = image_vector_source(config, bundle, home, progress)
     result = train(config, image_vectors=source, bundle=bundle, home=home, resume=resume, progress=progress)
     print_result(result, as_json=args.json)
     return 0
+
+
+def _library_captions(args: argparse.Namespace, home: Path) -> ModelBundle:
+    """`--from-library`: the library's own captions, split by image, become `args.captions` and `args.val`.
+    Returns the loaded base model (its image tower names the index collection the captions come from)."""
+    import models
+    from models.train.config import DEFAULT_MODEL
+    from models.train.library import library_files
+
+    if args.captions is not None or args.resume is not None:
+        raise ValueError("--from-library replaces the captions file (and cannot resume a run): give one or the other")
+    model = args.model or DEFAULT_MODEL
+    log.info("loading %s …", model)
+    bundle = models.create(model, device=args.device)
+    source = index_vector_source(home, bundle.image_tower_id)
+    if source is None or not hasattr(source, "captions"):
+        raise LookupError(f"no index of {model}'s image tower in {home}: index your photos first "
+                          "(python -m indexer FOLDER)")
+    folder = str(Path(args.from_library).expanduser().resolve()) if args.from_library else None
+    pairs = source.captions(folder)
+    train_file, held_file = library_files(home, pairs, args.val_fraction if args.val is None else 0.0, args.seed,
+                                          args.name)
+    log.info("%d captions from the library: %s (held out: %s)", len(pairs), train_file, held_file or "none")
+    args.captions, args.val = train_file, args.val or held_file
+    if args.val is None:
+        args.val_fraction = 0.0  # nothing to hold out (a single photo): say so rather than split again
+    return bundle
 
 
 def _resolve_config(args: argparse.Namespace, home: Path) -> tuple[TrainConfig, bool]:

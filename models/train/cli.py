@@ -32,6 +32,7 @@ The result is a new text tower version in <home>/text_towers/<name>; it becomes 
 EPILOG = """\
 examples:
   python -m models.train captions.csv --images-root ~/Pictures --epochs 5
+  python -m models.train --from-library ~/Pictures/Family
   python -m models.train classes.jsonl --image-vectors class_directions.npz --train head --val-fraction 0
   python -m models.train captions.tsv --train lora --lora-rank 8 --name family-v2 --max-epochs-this-run 1
   python -m models.train --resume family-v2
@@ -68,6 +69,10 @@ def _data_flags(group: argparse._ArgumentGroup) -> None:
     group.add_argument("captions", nargs="?", type=Path, help="captions file: .csv, .tsv or .jsonl (else sniffed)")
     group.add_argument("--images-root", type=Path, metavar="DIR", help="folder relative image paths start from "
                        "(default: the captions file's folder)")
+    group.add_argument("--from-library", nargs="?", const="", metavar="FOLDER",
+                       help="captions people wrote in the indexed library (XMP/IPTC descriptions and keywords, "
+                            "sidecar keywords, manual tags; never Loupe's own tags), all of it or FOLDER; a seeded "
+                            "--val-fraction of the photos is held out")
     group.add_argument("--image-vectors", type=Path, metavar="FILE.npz",
                        help="precomputed unit vectors: np.savez(FILE, keys=[...], vectors=(N, D)); rows name keys")
 

@@ -160,3 +160,11 @@ def test_cli_searches_go_through_the_ui_while_it_owns_the_home(library):
                          cwd=Path(__file__).resolve().parents[2])
     assert out.returncode == 0, out.stderr
     assert [r["content_hash"] for r in json.loads(out.stdout)["results"]] == library.expected["all"]
+
+
+def test_cards_say_which_words_matched(library):
+    at = search(run_app(), "beach")
+    beach = {hash_of(library.files[c]) for c in ("red", "green", "blue", "yellow")}
+    assert set(result_hashes(at)[:4]) == beach  # the folder's name is the query: its photos come first
+    said = [text for text in texts(at.markdown) if "matched:" in text]
+    assert len(said) == 4 and all('matched: folder "beach"' in text for text in said)
