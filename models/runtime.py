@@ -30,6 +30,7 @@ import torch
 from torch import nn
 
 from models.bundle import ModelBundle
+from models.device import autocast_dtype
 from models.lit_download import _exclusive as exclusive
 
 log = logging.getLogger(__name__)
@@ -138,6 +139,11 @@ def use_runtime(bundle: ModelBundle, runtime: str, cache_dir: Path | None, preci
     model = bundle.model
     options = candidates(runtime, precision, model.device)
     precision = check_precision(precision, runtime)
+    if model.device.type != "cpu":  # GPU: torch with its autocast, as before; only named here
+        dtype = autocast_dtype(model.device)
+        label = f"torch {model.device.type} autocast {str(dtype).removeprefix('torch.')}" if dtype else "torch fp32"
+        model.inference = {"image": label, "text": label}
+        return "torch"
     if options == ["torch"]:
         return "torch"
     if cache_dir is None:

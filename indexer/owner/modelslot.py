@@ -3,6 +3,12 @@
 The model used by an index is recorded in the catalog; a run without `--model` keeps it, so a flaky network can
 never flip an existing index to another model. Each image tower writes its own collection
 (`images-<image_tower_id>`); when the model changes, the new collection is built aside while the old one serves.
+
+Runtime and precision (`--runtime`, `--precision`) do not name a collection: models.runtime only ever encodes with an
+option whose vectors match torch fp32's at cos ≥ 0.999 on every calibration vector (ONNX Runtime fp32 is exact;
+bf16 is measured on the loaded weights on this machine and refused below the bar), so vectors of either precision
+rank alike and share the tower's collection. What embedded a collection's images is recorded with it
+(`Catalog.inference`, written by the pipeline) so mixed runtimes stay visible rather than silent.
 """
 
 from __future__ import annotations
