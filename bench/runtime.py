@@ -1,7 +1,7 @@
 """Inference runtimes for both towers on this CPU, with fidelity to fp32: which one should the indexer use?
 
     python bench/runtime.py [--models offline-lite lit-b16b-2] [--photos DIR] [--batch 8] [--timed 2]
-                            [--runtimes eager bf16 int8 compile ort ort-int8]
+                            [--runtimes bf16 bf16-cast bf16-cl int8 compile ort ort-int8]
 
 For each model (LiT presets with random full-size weights: real shapes, no download; offline-lite with its shipped
 weights) and each runtime × precision, in one run, side by side:
@@ -9,10 +9,13 @@ weights) and each runtime × precision, in one run, side by side:
 - txt/s: the text tower on one query at a time (what a search costs), tokenization included;
 - fidelity to torch fp32 eager: mean and min cosine of image and text vectors, and top-10 agreement (for each
   caption, the overlap of the 10 nearest images ranked with this runtime's vectors vs fp32's, on all the images).
-Bars (issue 14): cos ≥ 0.999 (int8: ≥ 0.995 and top-10 agreement ≥ 95%); `pass` marks a row that meets them and
-`best` the fastest passing image row. Runtimes: torch eager fp32, torch bf16 autocast on CPU, torch dynamic int8
-quantisation of the Linear layers, torch.compile (inductor), ONNX Runtime CPU fp32 and dynamically quantised int8
-(`pip install onnxruntime onnx`). Converted graphs go to a temp dir here (the bench measures; it caches nothing).
+Bars (issue 14): cos ≥ 0.999, mean and min, image and text (int8: ≥ 0.995 and top-10 agreement ≥ 95%); `pass`
+marks a row that meets them and `best` the fastest passing image row. Runtimes: torch eager fp32, torch bf16
+autocast on CPU (`bf16`), torch with the backbone / text encoder cast to bf16 and heads, pooling and normalisation
+in fp32 (`bf16-cast`: what `--precision bf16` runs, models.runtime.bf16_towers; `bf16-cl` adds channels_last for
+conv nets), torch dynamic int8 quantisation of the Linear layers, torch.compile (inductor), ONNX Runtime CPU fp32
+and dynamically quantised int8 (`pip install onnxruntime onnx`). Converted graphs go to a temp dir here (the bench
+measures; it caches nothing). Run it as `python -m bench.runtime` from a checkout so the checkout's code is used.
 """
 
 from __future__ import annotations
@@ -72,7 +75,7 @@ def torch_runtimes(bundle, which: list[str]) -> dict[str, tuple[Callable, Callab
             return run
         out["torch bf16 autocast"] = (bf16(image), bf16(text))
     if "bf16-cast" in which:
-        out["torch bf16 weights (fp32 head)"] = bf16_cast(bundle)
+        out["torch bf16 weights (fp32 head)"] = bf16_cast(bundle, channels_last=False)
     if "bf16-cl" in which:  # conv nets: NHWC activations for oneDNN, bf16 weights
         out["torch bf16 weights, channels_last"] = bf16_cast(bundle, channels_last=True)
     if "int8" in which:
@@ -87,7 +90,7 @@ def torch_runtimes(bundle, which: list[str]) -> dict[str, tuple[Callable, Callab
     return out
 
 
-def bf16_cast(bundle, channels_last: bool = False) -> tuple[Callable, Callable]:
+def bf16_cast(bundle, channels_last: bool) -> tuple[Callable, Callable]:
     """Copies of both towers with backbone / encoder weights in bf16 (oneDNN, AMX where the CPU has it); pooling,
     heads and the final normalisation in fp32. What models.runtime's `bf16` precision runs."""
     from models.runtime import bf16_towers
@@ -96,6 +99,8 @@ def bf16_cast(bundle, channels_last: bool = False) -> tuple[Callable, Callable]:
 
 
 def ort_runtimes(bundle, which: list[str], pixels: torch.Tensor, tmp: Path) -> dict[str, tuple[Callable, Callable]]:
+    if not {"ort", "ort-int8"} & set(which):
+        return {}
     try:
         import onnxruntime as ort
     except ImportError:

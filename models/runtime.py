@@ -327,11 +327,14 @@ def _session(path: Path, names: list[str]) -> Callable[..., torch.Tensor]:
     return run
 
 
-def bf16_towers(model, channels_last: bool = False) -> tuple[Callable[..., torch.Tensor], Callable[..., torch.Tensor]]:
+def bf16_towers(model, channels_last: bool | None = None) -> tuple[Callable[..., torch.Tensor],
+                                                                   Callable[..., torch.Tensor]]:
     """(image fn, text fn) running bf16 copies of the backbone and the text encoder on the CPU (oneDNN; AMX where
     the CPU has it); heads, pooling and the caller's normalisation stay fp32. The image fn also has
     `.with_visual(pixels)` → (embedding, visual), both unnormalised fp32, like `ImageTower.forward_with_visual`.
     The copies cost half the towers' fp32 size in memory; the fp32 towers stay as they are (fingerprint, promotions).
+    `channels_last` (default: for conv nets, i.e. more than a patch-embedding convolution) runs NHWC activations,
+    which oneDNN's bf16 convolutions want (bench/runtime.py: offline-lite 3.9× fp32 with it, 1.3× without).
     """
     import copy
 
@@ -339,6 +342,8 @@ def bf16_towers(model, channels_last: bool = False) -> tuple[Callable[..., torch
 
     image = copy.deepcopy(model.image_tower).eval()
     image.backbone.to(torch.bfloat16)
+    if channels_last is None:
+        channels_last = sum(isinstance(m, nn.Conv2d) for m in image.backbone.modules()) > 1
     if channels_last:
         image.backbone.to(memory_format=torch.channels_last)
     text = copy.deepcopy(model.text_tower).eval()
