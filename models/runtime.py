@@ -1,16 +1,24 @@
-"""Where inference runs: torch eager, or ONNX Runtime on the CPU with a graph exported once into the model cache.
+"""Where and in what precision inference runs on the CPU: torch fp32, ONNX Runtime fp32 (a graph exported once into
+the model cache), or torch bf16 (bf16 copies of the backbone and text encoder; heads, pooling, normalisation fp32).
 
-Measured in bench/runtime.py on this machine (2 cores, one thread each, same run): ONNX Runtime fp32 encoded
-offline-lite's images 4.4× and its text queries 4.2× faster than torch fp32 eager with identical vectors
-(cos 1.00000), but ran a random full-size LiT-B/16 at 0.6× / 0.8× of torch; torch bf16 autocast gained 1.7× / 1.4×
-on offline-lite and nothing on LiT; int8 variants either missed the fidelity bars (offline-lite) or the cos 0.999
-that keeps one collection (LiT, torch int8: 0.9987). So runtimes here are fp32 only, which never changes a vector
-and never needs a new collection, and `auto` decides per tower by timing both on this machine (`use_runtime`). On
-CUDA it is torch with its bf16/fp16 autocast. ONNX Runtime is optional: `pip install 'loupe[onnx]'`.
+Measured in bench/runtime.py on this machine (2 shared cores with AMX, same run; README has the table): ONNX
+Runtime fp32 encoded offline-lite's images 9.9× and its queries 18× faster than torch fp32 eager with identical
+vectors, but ran a random full-size LiT-B/16 at 1.2× / 1.5×. bf16 weights (`bf16_towers`) ran LiT-B/16 images
+2.4–2.5× faster (interleaved best-of timings; 5× in one bench run on the busy machine) at cos ≥ 0.9999, its BERT
+queries 1.7–1.9× (one thread; on two busy threads, slower than fp32), and offline-lite's images 3.9× with
+channels_last; bf16 autocast re-casts every weight on every call (queries 0.06×). int8 variants missed the bars
+(torch) or the cos 0.999 that keeps one collection.
+
+So `use_runtime` only ever encodes with an option whose vectors match torch fp32's at cos ≥ MIN_COS on every
+calibration vector (measured on the loaded weights, on this machine, once): such vectors share the fp32
+collection, and `LitModel.inference` names what ran so the indexer records it with the collection. `auto` keeps the
+fastest passing option per tower. On CUDA it is torch with its bf16/fp16 autocast, untouched here. ONNX Runtime is
+optional: `pip install 'loupe[onnx]'`.
 
 The exported graph is cached as `<model cache>/onnx/<image_tower_id>-image.onnx` (and `-text-<digest>.onnx` for a
-text tower), written to a temp file and renamed under an advisory lock, as the checkpoint code does. A text tower
-swapped by a promotion is no longer the exported one: encoding falls back to torch for it rather than mixing.
+text tower), written to a temp file and renamed under an advisory lock, as the checkpoint code does; the
+measurements as `<image_tower_id>-text-<digest>-measured.json` beside them. A text tower swapped by a promotion is
+no longer the exported (or bf16-copied) one: encoding falls back to torch fp32 for it rather than mixing.
 """
 
 from __future__ import annotations
