@@ -269,6 +269,7 @@ def measure(bundle: ModelBundle, cache_dir: Path, options: list[str],
             result["text"][option] = {"cos_min": float(cos.min()), "cos_mean": float(cos.mean()),
                                       "seconds": _best_of(lambda f=text: [f(q["input_ids"], q["attention_mask"])
                                                                           for q in queries[:3]])}
+    record.parent.mkdir(parents=True, exist_ok=True)  # bf16 alone exports no graph that would have made it
     staging = record.with_name(f".{record.name}.{os.getpid()}.part")
     staging.write_text(json.dumps({"machine": here, **result}, indent=1))
     os.replace(staging, record)
