@@ -336,8 +336,33 @@ def _session(path: Path, names: list[str]) -> Callable[..., torch.Tensor]:
     return run
 
 
-def bf16_towers(model, channels_last: bool | None = None) -> tuple[Callable[..., torch.Tensor],
-                                                                   Callable[..., torch.Tensor]]:
+class _PackedLinear(nn.Module):
+    """A bf16 `nn.Linear` whose weight oneDNN has reordered once into its blocked layout (as inductor's freezing
+    does): eager bf16 Linear reorders the weight on every call, which dominates a one-query text encode."""
+
+    def __init__(self, linear: nn.Linear):
+        super().__init__()
+        self.in_features, self.out_features = linear.in_features, linear.out_features
+        self.packed = torch.ops.mkldnn._reorder_linear_weight(linear.weight.detach(), None)
+        self.bias = None if linear.bias is None else linear.bias.detach()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.ops.mkldnn._linear_pointwise(x, self.packed, self.bias, "none", [], "")
+
+
+def _pack_linears(module: nn.Module) -> None:
+    """Swap every bf16 Linear under `module` for a `_PackedLinear` (where this torch build has the oneDNN ops)."""
+    if not (bf16_native() and hasattr(torch.ops.mkldnn, "_linear_pointwise")):
+        return
+    for name, child in list(module.named_children()):
+        if isinstance(child, nn.Linear) and child.weight.dtype == torch.bfloat16:
+            setattr(module, name, _PackedLinear(child))
+        else:
+            _pack_linears(child)
+
+
+def bf16_towers(model, channels_last: bool | None = None, pack: bool = True) -> tuple[Callable[..., torch.Tensor],
+                                                                                      Callable[..., torch.Tensor]]:
     """(image fn, text fn) running bf16 copies of the backbone and the text encoder on the CPU (oneDNN; AMX where
     the CPU has it); heads, pooling and the caller's normalisation stay fp32. The image fn also has
     `.with_visual(pixels)` → (embedding, visual), both unnormalised fp32, like `ImageTower.forward_with_visual`.
@@ -357,6 +382,9 @@ def bf16_towers(model, channels_last: bool | None = None) -> tuple[Callable[...,
         image.backbone.to(memory_format=torch.channels_last)
     text = copy.deepcopy(model.text_tower).eval()
     text.encoder.to(torch.bfloat16)
+    if pack:
+        _pack_linears(image.backbone)
+        _pack_linears(text.encoder)
 
     def pixels_in(pixels: torch.Tensor) -> torch.Tensor:
         pixels = pixels.to("cpu", torch.bfloat16)
