@@ -207,6 +207,7 @@ def _text_session(bundle: ModelBundle, cache_dir: Path) -> Callable[..., torch.T
 
 
 VERDICT_BATCH = 4  # images per timed batch; text is timed one query at a time, as searches arrive
+TIMING_ROUNDS = 4
 CALIBRATION_QUERIES = ("a dog on the beach", "sunset", "a red car in the street", "two children playing football",
                        "a bowl of soup on a wooden table", "snow on a pine forest at night")
 
@@ -258,17 +259,19 @@ def measure(bundle: ModelBundle, cache_dir: Path, options: list[str],
         ref_image = model.image_tower(pixels).float()
         ref_visual = model.image_tower.forward_with_visual(pixels)[1].float()
         ref_text = torch.cat([model.text_tower(q["input_ids"], q["attention_mask"]) for q in queries]).float()
-        for option in options:
+        calls: dict[tuple[str, str], Callable[[], object]] = {}
+        for option in options:  # fidelity first (the calls double as warm-up) ...
             image, text = image_fn(option), text_fn(option)
             cos = _cos(ref_image, image(pixels))
             if hasattr(image, "with_visual"):  # it also makes the visual vectors: they must match too
                 cos = torch.cat([cos, _cos(ref_visual, image.with_visual(pixels)[1])])
-            result["image"][option] = {"cos_min": float(cos.min()), "cos_mean": float(cos.mean()),
-                                       "seconds": _best_of(lambda f=image: f(pixels[:VERDICT_BATCH]))}
+            result["image"][option] = {"cos_min": float(cos.min()), "cos_mean": float(cos.mean())}
             cos = _cos(ref_text, torch.cat([text(q["input_ids"], q["attention_mask"]) for q in queries]))
-            result["text"][option] = {"cos_min": float(cos.min()), "cos_mean": float(cos.mean()),
-                                      "seconds": _best_of(lambda f=text: [f(q["input_ids"], q["attention_mask"])
-                                                                          for q in queries[:3]])}
+            result["text"][option] = {"cos_min": float(cos.min()), "cos_mean": float(cos.mean())}
+            calls["image", option] = lambda f=image: f(pixels[:VERDICT_BATCH])
+            calls["text", option] = lambda f=text: [f(q["input_ids"], q["attention_mask"]) for q in queries[:3]]
+        for (tower, option), seconds in _interleaved_best(calls).items():  # ... then timings, side by side
+            result[tower][option]["seconds"] = seconds
     record.parent.mkdir(parents=True, exist_ok=True)  # bf16 alone exports no graph that would have made it
     staging = record.with_name(f".{record.name}.{os.getpid()}.part")
     staging.write_text(json.dumps({"machine": here, **result}, indent=1))
@@ -281,14 +284,17 @@ def _cos(reference: torch.Tensor, candidate: torch.Tensor) -> torch.Tensor:
     return torch.nn.functional.cosine_similarity(reference.float(), candidate.float(), dim=-1)
 
 
-def _best_of(fn: Callable[[], object], runs: int = 3) -> float:
-    """Best of `runs` timed calls after one warm-up (first-call allocation, oneDNN primitive creation)."""
-    fn()
-    best = float("inf")
-    for _ in range(runs):
-        start = time.perf_counter()
+def _interleaved_best(calls: dict, rounds: int = TIMING_ROUNDS) -> dict:
+    """Best time of each call over `rounds` rounds that run every call once, in turn: a burst of load on a shared
+    machine then slows every option alike instead of sinking whichever was being timed (one warm-up each first)."""
+    for fn in calls.values():
         fn()
-        best = min(best, time.perf_counter() - start)
+    best = dict.fromkeys(calls, float("inf"))
+    for _ in range(rounds):
+        for key, fn in calls.items():
+            start = time.perf_counter()
+            fn()
+            best[key] = min(best[key], time.perf_counter() - start)
     return best
 
 
