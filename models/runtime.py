@@ -181,6 +181,11 @@ def use_runtime(bundle: ModelBundle, runtime: str, cache_dir: Path | None, preci
                     log.warning("bf16 %s vectors of %s differ from fp32's (cos %.5f < %s) on this machine: the %s "
                                 "tower runs %s", tower, bundle.name, measured[tower]["torch-bf16"]["cos_min"],
                                 MIN_COS, tower, LABELS[chosen[tower]])
+    for tower in ("image", "text"):
+        if chosen[tower] == "torch-bf16" and "torch-bf16" not in fns[tower]:  # a stored choice, once ORT failed
+            fns["image"]["torch-bf16"], fns["text"]["torch-bf16"] = bf16_towers(model)
+        if chosen[tower] not in fns[tower]:
+            chosen[tower] = "torch"
     image = fns["image"].get(chosen["image"])
     text = fns["text"].get(chosen["text"])
     model.set_inference(image=image, text=(text, model.text_tower) if text is not None else None,
@@ -260,16 +265,20 @@ def measure(bundle: ModelBundle, cache_dir: Path, options: list[str],
         ref_visual = model.image_tower.forward_with_visual(pixels)[1].float()
         ref_text = torch.cat([model.text_tower(q["input_ids"], q["attention_mask"]) for q in queries]).float()
         calls: dict[tuple[str, str], Callable[[], object]] = {}
-        for option in options:  # fidelity first (the calls double as warm-up) ...
+        for option in options:  # fidelity first ...
             image, text = image_fn(option), text_fn(option)
+            calls["image", option] = lambda f=image: f(pixels[:VERDICT_BATCH])
+            calls["text", option] = lambda f=text: [f(q["input_ids"], q["attention_mask"]) for q in queries[:3]]
+            if option == "torch":  # the reference itself
+                result["image"][option] = {"cos_min": 1.0, "cos_mean": 1.0}
+                result["text"][option] = {"cos_min": 1.0, "cos_mean": 1.0}
+                continue
             cos = _cos(ref_image, image(pixels))
             if hasattr(image, "with_visual"):  # it also makes the visual vectors: they must match too
                 cos = torch.cat([cos, _cos(ref_visual, image.with_visual(pixels)[1])])
             result["image"][option] = {"cos_min": float(cos.min()), "cos_mean": float(cos.mean())}
             cos = _cos(ref_text, torch.cat([text(q["input_ids"], q["attention_mask"]) for q in queries]))
             result["text"][option] = {"cos_min": float(cos.min()), "cos_mean": float(cos.mean())}
-            calls["image", option] = lambda f=image: f(pixels[:VERDICT_BATCH])
-            calls["text", option] = lambda f=text: [f(q["input_ids"], q["attention_mask"]) for q in queries[:3]]
         for (tower, option), seconds in _interleaved_best(calls).items():  # ... then timings, side by side
             result[tower][option]["seconds"] = seconds
     record.parent.mkdir(parents=True, exist_ok=True)  # bf16 alone exports no graph that would have made it
