@@ -16,6 +16,8 @@ in fp32 (`bf16-cast`: what `--precision bf16` runs, models.runtime.bf16_towers; 
 conv nets), torch dynamic int8 quantisation of the Linear layers, torch.compile (inductor), ONNX Runtime CPU fp32
 and dynamically quantised int8 (`pip install onnxruntime onnx`). Converted graphs go to a temp dir here (the bench
 measures; it caches nothing). Run it as `python -m bench.runtime` from a checkout so the checkout's code is used.
+Each runtime is timed in its own block: on a shared machine a burst of load sinks whichever row it lands on, so
+compare bf16 with fp32 in bench/runtime_interleaved.py, which times them in alternating rounds.
 """
 
 from __future__ import annotations

@@ -1,13 +1,13 @@
 """Where and in what precision inference runs on the CPU: torch fp32, ONNX Runtime fp32 (a graph exported once into
 the model cache), or torch bf16 (bf16 copies of the backbone and text encoder; heads, pooling, normalisation fp32).
 
-Measured in bench/runtime.py on this machine (2 shared cores with AMX, same run; README has the table): ONNX
-Runtime fp32 encoded offline-lite's images 9.9× and its queries 18× faster than torch fp32 eager with identical
-vectors, but ran a random full-size LiT-B/16 at 1.2× / 1.5×. bf16 weights (`bf16_towers`) ran LiT-B/16 images
-2.4–2.5× faster (interleaved best-of timings; 5× in one bench run on the busy machine) at cos ≥ 0.9999, its BERT
-queries 1.7–1.9× (one thread; on two busy threads, slower than fp32), and offline-lite's images 3.9× with
-channels_last; bf16 autocast re-casts every weight on every call (queries 0.06×). int8 variants missed the bars
-(torch) or the cos 0.999 that keeps one collection.
+Measured on this machine (2 shared cores with AMX; README has the tables): ONNX Runtime fp32 encoded
+offline-lite's images 9.9× and its queries 18× faster than torch fp32 eager with identical vectors
+(bench/runtime.py), but a random full-size LiT-B/16 only 1.2× / 1.5×. bf16 weights (`bf16_towers`) ran LiT-B/16
+images 4.3× and its BERT queries 2.1–2.2× faster than fp32 at cos ≥ 0.9999 (bench/runtime_interleaved.py: the
+queries need the prepacked Linear weights, 1.7× without), offline-lite's images 6.5× (with channels_last); bf16
+autocast re-casts every weight on every call (LiT queries 0.7–0.8×). int8 variants missed the bars (torch) or the
+cos 0.999 that keeps one collection.
 
 So `use_runtime` only ever encodes with an option whose vectors match torch fp32's at cos ≥ MIN_COS on every
 calibration vector (measured on the loaded weights, on this machine, once): such vectors share the fp32
@@ -383,7 +383,8 @@ def bf16_towers(model, channels_last: bool | None = None, pack: bool = True) -> 
     `.with_visual(pixels)` → (embedding, visual), both unnormalised fp32, like `ImageTower.forward_with_visual`.
     The copies cost half the towers' fp32 size in memory; the fp32 towers stay as they are (fingerprint, promotions).
     `channels_last` (default: for conv nets, i.e. more than a patch-embedding convolution) runs NHWC activations,
-    which oneDNN's bf16 convolutions want (bench/runtime.py: offline-lite 3.9× fp32 with it, 1.3× without).
+    which oneDNN's bf16 convolutions want; `pack` prepacks the Linear weights (bench/runtime_interleaved.py:
+    offline-lite images 6.5× fp32 with both, 3.7× without; LiT queries 2.2× with, 1.7× without).
     """
     import copy
 
