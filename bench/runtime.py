@@ -1,7 +1,7 @@
 """Inference runtimes for both towers on this CPU, with fidelity to fp32: which one should the indexer use?
 
     python bench/runtime.py [--models offline-lite lit-b16b-2] [--photos DIR] [--batch 8] [--timed 2]
-                            [--runtimes eager bf16 int8 compile ort ort-int8]
+                            [--runtimes bf16 bf16-cast bf16-cl int8 compile ort ort-int8]
 
 For each model (LiT presets with random full-size weights: real shapes, no download; offline-lite with its shipped
 weights) and each runtime × precision, in one run, side by side:
@@ -9,10 +9,15 @@ weights) and each runtime × precision, in one run, side by side:
 - txt/s: the text tower on one query at a time (what a search costs), tokenization included;
 - fidelity to torch fp32 eager: mean and min cosine of image and text vectors, and top-10 agreement (for each
   caption, the overlap of the 10 nearest images ranked with this runtime's vectors vs fp32's, on all the images).
-Bars (issue 14): cos ≥ 0.999 (int8: ≥ 0.995 and top-10 agreement ≥ 95%); `pass` marks a row that meets them and
-`best` the fastest passing image row. Runtimes: torch eager fp32, torch bf16 autocast on CPU, torch dynamic int8
-quantisation of the Linear layers, torch.compile (inductor), ONNX Runtime CPU fp32 and dynamically quantised int8
-(`pip install onnxruntime onnx`). Converted graphs go to a temp dir here (the bench measures; it caches nothing).
+Bars (issue 14): cos ≥ 0.999, mean and min, image and text (int8: ≥ 0.995 and top-10 agreement ≥ 95%); `pass`
+marks a row that meets them and `best` the fastest passing image row. Runtimes: torch eager fp32, torch bf16
+autocast on CPU (`bf16`), torch with the backbone / text encoder cast to bf16 and heads, pooling and normalisation
+in fp32 (`bf16-cast`: what `--precision bf16` runs, models.runtime.bf16_towers; `bf16-cl` adds channels_last for
+conv nets), torch dynamic int8 quantisation of the Linear layers, torch.compile (inductor), ONNX Runtime CPU fp32
+and dynamically quantised int8 (`pip install onnxruntime onnx`). Converted graphs go to a temp dir here (the bench
+measures; it caches nothing). Run it as `python -m bench.runtime` from a checkout so the checkout's code is used.
+Each runtime is timed in its own block: on a shared machine a burst of load sinks whichever row it lands on, so
+compare bf16 with fp32 in bench/runtime_interleaved.py, which times them in alternating rounds.
 """
 
 from __future__ import annotations
@@ -71,6 +76,10 @@ def torch_runtimes(bundle, which: list[str]) -> dict[str, tuple[Callable, Callab
                     return module(*args).float()
             return run
         out["torch bf16 autocast"] = (bf16(image), bf16(text))
+    if "bf16-cast" in which:
+        out["torch bf16 weights (fp32 head)"] = bf16_cast(bundle, channels_last=False)
+    if "bf16-cl" in which:  # conv nets: NHWC activations for oneDNN, bf16 weights
+        out["torch bf16 weights, channels_last"] = bf16_cast(bundle, channels_last=True)
     if "int8" in which:
         import copy
 
@@ -83,7 +92,17 @@ def torch_runtimes(bundle, which: list[str]) -> dict[str, tuple[Callable, Callab
     return out
 
 
+def bf16_cast(bundle, channels_last: bool) -> tuple[Callable, Callable]:
+    """Copies of both towers with backbone / encoder weights in bf16 (oneDNN, AMX where the CPU has it); pooling,
+    heads and the final normalisation in fp32. What models.runtime's `bf16` precision runs."""
+    from models.runtime import bf16_towers
+
+    return bf16_towers(bundle.model, channels_last=channels_last)
+
+
 def ort_runtimes(bundle, which: list[str], pixels: torch.Tensor, tmp: Path) -> dict[str, tuple[Callable, Callable]]:
+    if not {"ort", "ort-int8"} & set(which):
+        return {}
     try:
         import onnxruntime as ort
     except ImportError:
@@ -161,14 +180,14 @@ def bench_model(name: str, args: argparse.Namespace) -> list[str]:
                 txt_rate = timed(lambda f=text_fn: [f(t["input_ids"], t["attention_mask"]) for t in tokens],
                                  len(tokens), args.timed)
             except Exception as err:  # noqa: BLE001  (a runtime that fails here is a row saying so, not a crash)
-                rows.append(f"| {name} | {label} | failed: {type(err).__name__}: {str(err)[:80]} | | | | | | | |")
+                rows.append(f"| {name} | {label} | failed: {type(err).__name__}: {str(err)[:80]} | | | | | | | | |")
                 continue
             if reference is None:
                 reference = (img_vectors.float(), txt_vectors.float())
             img_cos, txt_cos = cosines(img_vectors, reference[0]), cosines(txt_vectors, reference[1])
             agree = top10_agreement(img_vectors, txt_vectors, *reference)
             int8 = "int8" in label
-            passing = (min(img_cos.mean(), txt_cos.mean()) >= (0.995 if int8 else 0.999)
+            passing = (min(img_cos.mean(), txt_cos.mean(), img_cos.min(), txt_cos.min()) >= (0.995 if int8 else 0.999)
                        and (agree >= 0.95 or not int8))
             results.append((label, img_rate, txt_rate, img_cos, txt_cos, agree, passing))
     fastest = max((r for r in results if r[6]), key=lambda r: r[1], default=None)
@@ -177,15 +196,15 @@ def bench_model(name: str, args: argparse.Namespace) -> list[str]:
         mark = ("**best**" if fastest and label == fastest[0] else "pass") if passing else "fail"
         rows.append(f"| {name} | {label} | {img_rate:.1f} ({img_rate / base_img:.2f}×) | "
                     f"{txt_rate:.1f} ({txt_rate / base_txt:.2f}×) | {img_cos.mean():.5f} | {img_cos.min():.5f} | "
-                    f"{txt_cos.mean():.5f} | {100 * agree:.0f}% | {mark} |")
+                    f"{txt_cos.mean():.5f} | {txt_cos.min():.5f} | {100 * agree:.0f}% | {mark} |")
     return rows
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models", nargs="+", default=["offline-lite", "lit-b16b-2"])
-    parser.add_argument("--runtimes", nargs="+", default=["bf16", "int8", "ort", "ort-int8"],
-                        help="besides fp32 eager: bf16 int8 compile ort ort-int8")
+    parser.add_argument("--runtimes", nargs="+", default=["bf16", "bf16-cast", "int8", "ort", "ort-int8"],
+                        help="besides fp32 eager: bf16 bf16-cast bf16-cl int8 compile ort ort-int8")
     parser.add_argument("--photos", type=Path, help="real photos for the image inputs (default: noise)")
     parser.add_argument("--batch", type=int, default=8, help="images per timed image batch")
     parser.add_argument("--timed", type=int, default=2, help="timed repeats after one warm-up")
@@ -197,8 +216,8 @@ def main(argv: list[str] | None = None) -> None:
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; image batch {args.batch}, text batch 1; "
           f"inputs: {args.photos or 'noise'}\n")
     print("| model | runtime | img/s (× fp32) | txt/s (× fp32) | img cos mean | img cos min | txt cos mean | "
-          "top-10 agreement | bars |")
-    print("|---|---|---:|---:|---:|---:|---:|---:|---|")
+          "txt cos min | top-10 agreement | bars |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---|")
     for name in args.models:
         for row in bench_model(name, args):
             print(row, flush=True)

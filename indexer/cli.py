@@ -48,7 +48,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--runtime", choices=("auto", "torch", "onnxruntime"),
                         help="inference runtime (default torch). onnxruntime: fp32 on CPU, measured ~4x torch with "
                              "identical vectors (pip install 'loupe[onnx]'; exports once into the model cache); "
-                             "auto: times both on this machine once per tower and keeps the faster")
+                             "auto: times every option (and precision) on this machine once per tower and keeps "
+                             "the fastest whose vectors match fp32's (cos >= 0.999)")
+    parser.add_argument("--precision", choices=("auto", "fp32", "bf16"),
+                        help="CPU inference precision (default: auto with --runtime auto, else fp32). bf16: torch "
+                             "with bf16 weights (fast on CPUs with AMX / AVX512-BF16), used only where it matches "
+                             "fp32 (cos >= 0.999, checked once on this machine), so it shares fp32's collection; "
+                             "auto: bf16 where it is also faster. Ignored on CUDA (GPU autocast)")
     parser.add_argument("--image-idle", type=float, metavar="SECONDS",
                         help="with --watch: release the model after this long without new photos (default 30) ...")
     parser.add_argument("--text-idle", type=float, metavar="SECONDS",
@@ -73,7 +79,7 @@ def settings_from(args: argparse.Namespace) -> IndexerSettings:
         ignore=DEFAULT_IGNORES + tuple(args.ignore), thumbnails=not args.no_thumbnails,
         max_megapixels=args.max_megapixels, tag_vocabulary=args.tag_vocabulary,
         visual_vectors=not args.no_visual_vectors,
-        image_idle_s=args.image_idle, runtime=args.runtime,
+        image_idle_s=args.image_idle, runtime=args.runtime, precision=args.precision,
         text_idle_s=args.text_idle,
     )
 

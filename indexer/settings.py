@@ -26,7 +26,8 @@ class IndexerSettings:
     roots: tuple[Path, ...] = ()  # folders to index (absolute)
     model: str | None = None  # preset; None = the index's recorded model, else DEFAULT_MODEL
     device: str | None = None  # None = CUDA when available
-    runtime: str = "torch"  # inference: torch, onnxruntime, or auto (the faster of the two per tower, timed once)
+    runtime: str = "torch"  # inference: torch, onnxruntime, or auto (the fastest option per tower, timed once)
+    precision: str | None = None  # CPU: fp32, bf16 (torch), auto; None: auto under runtime auto, else fp32
     db_url: str | None = None  # SQLAlchemy URL; None = SQLite under home
     qdrant_url: str | None = None  # Qdrant server; None = Qdrant Edge embedded under home
     qdrant_api_key: str | None = None

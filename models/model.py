@@ -48,6 +48,9 @@ class LitModel(nn.Module):
         self._image_tower_id: str | None = None
         self._image_runtime = None  # inference outside torch (models.runtime): pixels -> features
         self._text_runtime = None  # (ids, mask -> features, the text tower it was exported from)
+        # What encodes each tower, as recorded with a collection (models.runtime): 'torch fp32', 'onnxruntime fp32',
+        # 'torch bf16'; on CUDA the towers run torch with the GPU's autocast whatever this says.
+        self.inference = {"image": "torch fp32", "text": "torch fp32"}
         self.lock_image_tower()
         self.eval()  # towers built from a config start in train mode (dropout on); inference is the default
 
@@ -89,9 +92,12 @@ class LitModel(nn.Module):
         """Width of the visual vectors `encode_images(..., with_visual=True)` returns."""
         return self.image_tower.visual_dim
 
-    def set_inference(self, image=None, text=None) -> None:
-        """Encode with another runtime (models.runtime): `image(pixels)`, `text = (fn(ids, mask), tower)`."""
+    def set_inference(self, image=None, text=None, labels: dict[str, str] | None = None) -> None:
+        """Encode with another runtime (models.runtime): `image(pixels)`, `text = (fn(ids, mask), tower)`; an image
+        fn with a `with_visual(pixels)` attribute also serves `encode_images(..., with_visual=True)`. `labels`
+        names what now encodes each tower (`inference`)."""
         self._image_runtime, self._text_runtime = image, text
+        self.inference = {"image": "torch fp32", "text": "torch fp32", **(labels or {})}
 
     @torch.inference_mode()
     def encode_images(self, pixels: torch.Tensor, with_visual: bool = False):
@@ -101,6 +107,9 @@ class LitModel(nn.Module):
         self.assert_locked()
         if self._image_runtime is not None and not with_visual:
             return l2_normalize(self._image_runtime(pixels).float())
+        if self._image_runtime is not None and hasattr(self._image_runtime, "with_visual"):
+            features, visual = self._image_runtime.with_visual(pixels)
+            return l2_normalize(features), l2_normalize(visual)
         # The visual vector needs the backbone's pooled features, which an exported graph does not give: torch path.
         pixels = pixels.to(self.device, non_blocking=True)
         with autocast(self.device):

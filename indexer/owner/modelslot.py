@@ -3,6 +3,12 @@
 The model used by an index is recorded in the catalog; a run without `--model` keeps it, so a flaky network can
 never flip an existing index to another model. Each image tower writes its own collection
 (`images-<image_tower_id>`); when the model changes, the new collection is built aside while the old one serves.
+
+Runtime and precision (`--runtime`, `--precision`) do not name a collection: models.runtime only ever encodes with an
+option whose vectors match torch fp32's at cos ≥ 0.999 on every calibration vector (ONNX Runtime fp32 is exact;
+bf16 is measured on the loaded weights on this machine and refused below the bar), so vectors of either precision
+rank alike and share the tower's collection. What embedded a collection's images is recorded with it
+(`Catalog.inference`, written by the pipeline) so mixed runtimes stay visible rather than silent.
 """
 
 from __future__ import annotations
@@ -31,8 +37,8 @@ class ModelSlot:
     references, so a caller still holding the bundle finishes with it safely; the next use loads it again.
     """
 
-    def __init__(self, name: str, device: str | None, home=None, runtime: str = "auto"):
-        self.name, self.device, self.home, self.runtime = name, device, home, runtime
+    def __init__(self, name: str, device: str | None, home=None, runtime: str = "auto", precision: str | None = None):
+        self.name, self.device, self.home, self.runtime, self.precision = name, device, home, runtime, precision
         self.runtime_in_use: str | None = None  # what `runtime` resolved to at the last load
         self._bundle = None
         self._active = None
@@ -70,7 +76,7 @@ class ModelSlot:
         options = {"home": str(self.home)} if self.home and accepts_option(self.name, "home") else {}
         bundle = models.create(self.name, device=self.device, **options)
         cache = model_cache(Path(self.home)) / "onnx" if self.home else None
-        self.runtime_in_use = use_runtime(bundle, self.runtime, cache)
+        self.runtime_in_use = use_runtime(bundle, self.runtime, cache, self.precision)
         return bundle
 
     def active(self):
@@ -111,7 +117,7 @@ def resolve_model(settings: IndexerSettings, catalog: Catalog) -> tuple[str, Mod
     """
     recorded = catalog.get_meta(META_DEFAULT_MODEL)
     chosen = settings.model or recorded or DEFAULT_MODEL
-    slot = ModelSlot(chosen, settings.device, settings.home, settings.runtime)
+    slot = ModelSlot(chosen, settings.device, settings.home, settings.runtime, settings.precision)
     if chosen == DEFAULT_MODEL and settings.model is None and recorded is None:
         slot = _default_or_fallback(slot, settings)
     if recorded is None or slot.name != recorded:
@@ -129,7 +135,8 @@ def _default_or_fallback(slot: ModelSlot, settings: IndexerSettings) -> ModelSlo
         log.warning("the default model %s is not available (%s). Indexing with %s instead; this index stays on "
                     "%s (use --model %s later to build a %s collection beside it).", DEFAULT_MODEL,
                     str(err).split(":")[0], FALLBACK_MODEL, FALLBACK_MODEL, DEFAULT_MODEL, DEFAULT_MODEL)
-        return ModelSlot(FALLBACK_MODEL, settings.device, settings.home, settings.runtime)
+        return ModelSlot(FALLBACK_MODEL, settings.device, settings.home, settings.runtime,
+                         settings.precision)
 
 
 def target_collection(catalog: Catalog, model_name: str, slot: ModelSlot) -> CollectionInfo:

@@ -113,7 +113,8 @@ class IndexerService:
         if active is None or active.model == self.model_name:
             return self.slot
         if self._serving is None or self._serving.name != active.model:
-            self._serving = ModelSlot(active.model, self.settings.device, self.settings.home, self.settings.runtime)
+            self._serving = ModelSlot(active.model, self.settings.device, self.settings.home, self.settings.runtime,
+                                      self.settings.precision)
         return self._serving
 
     def add_roots(self, roots: tuple[Path, ...]) -> None:

@@ -67,6 +67,7 @@ class Pipeline:
         self.on_embedded = on_embedded  # e.g. tag-on-arrival: (hashes, vectors)
         self.model_calls = 0  # images sent through the model (tests assert moves cost none)
         self.visual = False  # also store the visual vector (the collection declares one; set by the service)
+        self._noted: set[str] = set()  # inference labels already recorded with the collection by this pipeline
 
     def run(self, paths: list[str], stop: threading.Event, progress=None) -> BatchReport:
         report = BatchReport()
@@ -172,6 +173,10 @@ class Pipeline:
         visual_by_hash = None if visuals is None else {
             item.hash: vec.numpy() for item, vec in zip(unique, visuals.cpu(), strict=True)}
         self.sync.upsert_vectors(self.collection, by_hash, visual_by_hash)
+        label = getattr(bundle.model, "inference", {}).get("image", "torch fp32")
+        if label not in self._noted:  # runtime and precision, recorded with the collection (models.runtime)
+            self.catalog.note_inference(self.collection, label)
+            self._noted.add(label)
         self.catalog.record_embeddings([item.hash for item in unique], self.collection)
         self.catalog.mark_indexed([item.path for item in batch], self.collection)
         if self.on_embedded is not None:

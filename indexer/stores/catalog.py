@@ -10,6 +10,7 @@ with a collection refuses files whose vector is not recorded, so the catalog nev
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -42,6 +43,7 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 META_ACTIVE_COLLECTION = "active_collection"
 META_VISUAL_DIM = "visual_dim:{}"  # the collection has a visual vector of this size
+META_INFERENCE = "inference:{}"  # JSON list: what embedded the collection's images ('torch fp32', 'torch bf16', …)
 META_DEFAULT_MODEL = "default_model"
 _MAX_ERROR_LEN = 2000
 MOVED_TO = "moved to "  # the note on a deleted path whose photo was renamed or moved (`record_moves`)
@@ -393,8 +395,23 @@ class Catalog(schema.Database):
             conn.execute(delete(collections).where(collections.c.name == name))
             conn.execute(delete(meta).where(meta.c.key == META_ACTIVE_COLLECTION, meta.c.value == name))
             conn.execute(delete(meta).where(meta.c.key == META_VISUAL_DIM.format(name)))
+            conn.execute(delete(meta).where(meta.c.key == META_INFERENCE.format(name)))
 
         self._tx(work)
+
+    def inference(self, name: str) -> list[str]:
+        """What embedded the collection's images, in order of first use: 'torch fp32', 'onnxruntime fp32',
+        'torch bf16', 'torch cuda autocast bf16'. Each matches torch fp32's vectors at cos ≥ 0.999 (models.runtime
+        uses no option that does not), which is why they share one collection. Empty for collections made before
+        this was recorded."""
+        value = self.get_meta(META_INFERENCE.format(name))
+        return list(json.loads(value)) if value else []
+
+    def note_inference(self, name: str, label: str) -> None:
+        """Record that `label` embedded images into collection `name` (once per label)."""
+        seen = self.inference(name)
+        if label not in seen:
+            self.set_meta(META_INFERENCE.format(name), json.dumps([*seen, label]))
 
     def visual_dim(self, name: str) -> int | None:
         """Size of the collection's visual vector (near-duplicates, "more like this"); None when it has none yet.

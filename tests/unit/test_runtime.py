@@ -9,7 +9,7 @@ import pytest
 import torch
 
 import models
-from models.runtime import resolve_runtime, use_runtime
+from models.runtime import LABELS, choose, resolve_runtime, use_runtime
 
 pytest.importorskip("onnxruntime")
 pytest.importorskip("onnx")
@@ -75,14 +75,17 @@ def test_runtime_choices_are_checked() -> None:
 
 @pytest.mark.slow
 def test_auto_times_each_tower_once_and_remembers(exported) -> None:
-    _, cache = exported  # graphs already exported: auto only times them
+    _, cache = exported  # graphs already exported: auto only times them (and torch bf16, precision auto)
     bundle = models.create("test-tiny", device="cpu")
     chosen = use_runtime(bundle, "auto", cache)
-    [verdict] = cache.glob("*-auto.json")
+    [verdict] = cache.glob("*-measured.json")
     recorded = json.loads(verdict.read_text())
-    assert set(recorded.values()) <= {"torch", "onnxruntime"}
-    expected = recorded["image"] if recorded["image"] == recorded["text"] else \
-        f"image {recorded['image']}, text {recorded['text']}"
+    options = ["torch", "onnxruntime", "torch-bf16"]
+    assert all(set(recorded[tower]) == set(options) for tower in ("image", "text"))
+    picked = {tower: LABELS[choose(recorded[tower], options, "auto")].removesuffix(" fp32")
+              for tower in ("image", "text")}
+    expected = picked["image"] if picked["image"] == picked["text"] else \
+        f"image {picked['image']}, text {picked['text']}"
     assert chosen == expected
     stamp = verdict.stat().st_mtime_ns
     assert use_runtime(models.create("test-tiny", device="cpu"), "auto", cache) == expected
