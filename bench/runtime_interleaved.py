@@ -13,28 +13,15 @@ for oneDNN). Images: a batch of noise; text: one query at a time.
 from __future__ import annotations
 
 import argparse
-import time
 from collections.abc import Callable
 
 import torch
 
 import models
-from models.runtime import bf16_towers
+from models.runtime import bf16_towers, interleaved_best
 
 CAPTIONS = ["a dog running on the beach", "red car parked in the street", "sunset over the mountains",
             "two children playing football", "a cat asleep on a sofa"]
-
-
-def interleaved(calls: dict[str, Callable[[], object]], rounds: int) -> dict[str, float]:
-    for fn in calls.values():
-        fn()  # warm-up
-    best = dict.fromkeys(calls, float("inf"))
-    for _ in range(rounds):
-        for key, fn in calls.items():
-            start = time.perf_counter()
-            fn()
-            best[key] = min(best[key], time.perf_counter() - start)
-    return best
 
 
 def autocast(module: Callable) -> Callable:
@@ -66,7 +53,7 @@ def bench_model(name: str, args: argparse.Namespace) -> None:
             calls = {("img", k): (lambda f=i: f(pixels)) for k, (i, _) in options.items()}
             calls |= {("txt", k): (lambda f=t: [f(q["input_ids"], q["attention_mask"]) for q in queries])
                       for k, (_, t) in options.items()}
-            best = interleaved(calls, args.rounds)
+            best = interleaved_best(calls, args.rounds)
             for k in options:
                 img_x, txt_x = best["img", "fp32"] / best["img", k], best["txt", "fp32"] / best["txt", k]
                 print(f"| {name} | {threads} | {k} | {args.batch / best['img', k]:.2f} ({img_x:.2f}×) | "

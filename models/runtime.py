@@ -279,7 +279,7 @@ def measure(bundle: ModelBundle, cache_dir: Path, options: list[str],
             result["image"][option] = {"cos_min": float(cos.min()), "cos_mean": float(cos.mean())}
             cos = _cos(ref_text, torch.cat([text(q["input_ids"], q["attention_mask"]) for q in queries]))
             result["text"][option] = {"cos_min": float(cos.min()), "cos_mean": float(cos.mean())}
-        for (tower, option), seconds in _interleaved_best(calls).items():  # ... then timings, side by side
+        for (tower, option), seconds in interleaved_best(calls).items():  # ... then timings, side by side
             result[tower][option]["seconds"] = seconds
     record.parent.mkdir(parents=True, exist_ok=True)  # bf16 alone exports no graph that would have made it
     staging = record.with_name(f".{record.name}.{os.getpid()}.part")
@@ -293,7 +293,7 @@ def _cos(reference: torch.Tensor, candidate: torch.Tensor) -> torch.Tensor:
     return torch.nn.functional.cosine_similarity(reference.float(), candidate.float(), dim=-1)
 
 
-def _interleaved_best(calls: dict, rounds: int = TIMING_ROUNDS) -> dict:
+def interleaved_best(calls: dict, rounds: int = TIMING_ROUNDS) -> dict:
     """Best time of each call over `rounds` rounds that run every call once, in turn: a burst of load on a shared
     machine then slows every option alike instead of sinking whichever was being timed (one warm-up each first)."""
     for fn in calls.values():
