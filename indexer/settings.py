@@ -37,7 +37,8 @@ class IndexerSettings:
     poll: float | None = None  # seconds between polls instead of native events (network mounts)
     settle: float = 2.0  # a file must keep size+mtime this long before it is read
     batch_size: int = 32  # images per model call
-    workers: int = max(1, min(8, (os.cpu_count() or 2)))  # decode threads
+    workers: int = 0  # decode threads; 0 = balanced with the model's threads (`thread_plan`)
+    torch_threads: int = 0  # torch intra-op threads for CPU inference; 0 = balanced (`thread_plan`)
     follow_symlinks: bool = False
     include_hidden: bool = False
     ignore: tuple[str, ...] = DEFAULT_IGNORES  # fnmatch globs on names (files and folders)
@@ -69,6 +70,19 @@ class IndexerSettings:
         }
         values = {**env, **{k: v for k, v in overrides.items() if v is not None}}
         return cls(home=data_home(home), **values)
+
+    def thread_plan(self, cuda: bool, cpus: int | None = None) -> tuple[int, int]:
+        """(decode workers, torch intra-op threads), explicit settings kept, zeros balanced to the core count.
+
+        On CPU the model and the decode pool share the cores: half decode (a 12 MP JPEG costs a worker ~30 ms,
+        about what offline-lite's forward pass costs per image on one core), the rest run torch, so that neither
+        oversubscribes the other (2 workers + 2 torch threads on 2 cores spin and trade cores). With CUDA the
+        cores only feed the GPU: every core decodes (at most 8) and torch's own default is left alone (0)."""
+        cpus = cpus or os.cpu_count() or 2
+        if cuda:
+            return self.workers or min(8, cpus), self.torch_threads
+        workers = self.workers or max(1, min(8, cpus // 2))
+        return workers, self.torch_threads or max(1, cpus - workers)
 
     @property
     def catalog_url(self) -> str:

@@ -19,6 +19,7 @@ from indexer.scan.decode import to_rgb
 
 DEFAULT_SIZE = 320
 DEFAULT_QUALITY = 80  # visually clean at 320 px, ~15-25 kB
+THUMBNAIL_REDUCING_GAP = 1.0  # was 3.0 (see _shrink)
 
 
 def thumbnail_path(thumbs_dir: str | os.PathLike[str], content_hash: str) -> Path:
@@ -51,11 +52,14 @@ def make_thumbnail(
 
 
 def _shrink(img: Image.Image, size: int) -> Image.Image:
-    """Fit inside size x size keeping the aspect ratio. reducing_gap=3 box-reduces first: fast on large inputs and
-    indistinguishable from a full Lanczos resize at this size."""
+    """Fit inside size x size keeping the aspect ratio: a box reduce by the whole part of the scale, then Lanczos
+    for the remaining < 2x (`reducing_gap=1`). On a 12 MP photo's reduced decode (1000x750 → 320x240) that is ~4-6x
+    less CPU than Lanczos all the way (`reducing_gap=3`), and its PSNR to a Lanczos resize of the full-resolution
+    decode is 43 dB (vs 54), below what the JPEG encoding at quality 80 changes; side by side they look the same
+    (bench/decode.py --worker times both)."""
     w, h = img.size
     scale = size / max(w, h)
     if scale >= 1:
         return img
     new = (max(1, round(w * scale)), max(1, round(h * scale)))
-    return img.resize(new, Image.Resampling.LANCZOS, reducing_gap=3.0)
+    return img.resize(new, Image.Resampling.LANCZOS, reducing_gap=THUMBNAIL_REDUCING_GAP)
