@@ -63,12 +63,15 @@ class CenterCropPreprocess:
             return self.scale_size, int(self.scale_size * height / width)
         return int(self.scale_size * width / height), self.scale_size
 
-    def __call__(self, image: Image.Image) -> torch.Tensor:
-        if image.mode != "RGB":
-            image = image.convert("RGB")
-        width, height = image.size
+    accepts_arrays = True  # also takes an (H, W, 3) uint8 RGB array (the indexer's `DecodedImage.pixels`)
+
+    def __call__(self, image: Image.Image | np.ndarray) -> torch.Tensor:
+        if isinstance(image, np.ndarray):
+            pixels = image if image.flags.writeable else image.copy()  # torch.from_numpy warns on read-only arrays
+        else:
+            pixels = np.array(image if image.mode == "RGB" else image.convert("RGB"))  # (H, W, 3) uint8
+        height, width = pixels.shape[:2]
         new_w, new_h = self.resized_size(width, height)
-        pixels = np.array(image)  # (H, W, 3) uint8, writable (torch.from_numpy warns on read-only arrays)
         if (new_w, new_h) != (width, height):
             nchw = torch.from_numpy(pixels).permute(2, 0, 1)[None]  # channels-last: the vectorised uint8 path
             pixels = F.interpolate(nchw, size=(new_h, new_w), mode=self.mode, antialias=True,

@@ -55,3 +55,11 @@ def test_other_configs_keep_timms_transform(change):
 
 def test_offline_lite_uses_it(lite_bundle):
     assert isinstance(lite_bundle.preprocess, CenterCropPreprocess)
+
+
+def test_arrays_give_the_same_tensor_as_images():
+    fast = CenterCropPreprocess.from_config(CONFIG)
+    image = _photo((640, 480))
+    pixels = np.asarray(image)  # read-only: copied, never written
+    assert fast.accepts_arrays and torch.equal(fast(pixels), fast(image)) and torch.equal(fast(np.array(image)),
+                                                                                          fast(image))
