@@ -147,7 +147,8 @@ def link_library(files: list[Path], folder: Path) -> Path:
 
 def settings_for(home: Path, roots: tuple[Path, ...], args: argparse.Namespace) -> IndexerSettings:
     return IndexerSettings.from_env(home=home, roots=roots, model=args.model, workers=args.workers,
-                                    torch_threads=args.torch_threads or None, batch_size=args.batch_size, thumbnails=True, serve=False)
+                                    torch_threads=args.torch_threads or None, batch_size=args.batch_size,
+                                    thumbnails=True, serve=False)
 
 
 def warm_up(bundle, batch_size: int) -> None:
