@@ -346,9 +346,9 @@ def main(argv: list[str] | None = None) -> None:
                         help="cache of generated JPEGs, shared with bench/decode.py (default bench/out/decode)")
     parser.add_argument("--batch-size", type=int, default=32, help="images per model call (indexer default 32)")
     parser.add_argument("--workers", type=int, default=default_workers,
-                        help=f"decode pool threads (indexer default on CPU: half the cores = {default_workers})")
+                        help=f"decode pool threads (indexer default: CPUs, at most 8 = {default_workers})")
     parser.add_argument("--torch-threads", type=int, default=default_torch,
-                        help=f"torch intra-op threads (indexer default on CPU: the other cores = {default_torch})")
+                        help=f"torch intra-op threads (indexer default on CPU: half the CPUs = {default_torch})")
     parser.add_argument("--model", default="offline-lite", help="model preset (default offline-lite)")
     parser.add_argument("--repeat", type=int, default=2, help="passes per throughput; the best is reported")
     parser.add_argument("--decode-n", type=int, default=60, help="images in the decode rows (full decode is slow)")

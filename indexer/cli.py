@@ -33,10 +33,9 @@ def build_parser() -> argparse.ArgumentParser:
                                         "while the old one serves")
     parser.add_argument("--device", help="cpu, cuda, cuda:N (default: CUDA when available)")
     parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--workers", type=int, help="decode threads (default: half the cores for CPU inference, "
-                        "the rest run the model; every core, at most 8, with CUDA)")
-    parser.add_argument("--torch-threads", type=int, help="torch threads for CPU inference (default: the cores the "
-                                                           "decode threads leave)")
+    parser.add_argument("--workers", type=int, help="decode threads (default: CPU count, at most 8)")
+    parser.add_argument("--torch-threads", type=int, help="torch threads for CPU inference (default: half "
+                                                           "the CPU count)")
     parser.add_argument("--follow-symlinks", action="store_true", help="enter symlinked folders (loops detected)")
     parser.add_argument("--include-hidden", action="store_true", help="also index dot-files and dot-folders")
     parser.add_argument("--ignore", action="append", default=[], metavar="GLOB",

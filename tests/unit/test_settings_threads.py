@@ -9,8 +9,8 @@ import pytest
 from indexer.settings import IndexerSettings
 
 
-@pytest.mark.parametrize(("cpus", "plan"), [(1, (1, 1)), (2, (1, 1)), (4, (2, 2)), (16, (8, 8)), (32, (8, 24))])
-def test_cpu_inference_splits_the_cores(cpus, plan):
+@pytest.mark.parametrize(("cpus", "plan"), [(1, (1, 1)), (2, (2, 1)), (4, (4, 2)), (16, (8, 8)), (32, (8, 16))])
+def test_cpu_inference_decodes_on_every_core_and_gives_torch_half(cpus, plan):
     assert IndexerSettings(home=Path(".")).thread_plan(cuda=False, cpus=cpus) == plan
 
 
@@ -20,5 +20,5 @@ def test_cuda_decodes_on_every_core_and_leaves_torch_alone():
 
 
 def test_explicit_settings_are_kept():
-    assert IndexerSettings(home=Path("."), workers=3).thread_plan(cuda=False, cpus=8) == (3, 5)
+    assert IndexerSettings(home=Path("."), workers=3).thread_plan(cuda=False, cpus=8) == (3, 4)
     assert IndexerSettings(home=Path("."), workers=3, torch_threads=2).thread_plan(cuda=False, cpus=8) == (3, 2)
