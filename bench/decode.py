@@ -5,6 +5,12 @@ resize, as torchvision's Resize does on PIL images). Timed single-threaded (per 
 (Pillow releases the GIL while decoding). Files are generated once into --dir and reused.
 
     .venv/bin/python bench/decode.py --n 50
+    .venv/bin/python bench/decode.py --n 24 --worker   # the indexer's per-image worker, before vs now, per stage
+
+`--worker` times what one decode-pool thread spends per new photo (sha256, reduced decode, preprocess, thumbnail
+resize + JPEG encode), the former path (timm's transform; Lanczos thumbnail with reducing_gap=3) and the current one
+(`CenterCropPreprocess`; box reduce + Lanczos) interleaved photo by photo on the same decoded image, CPU time of the
+calling thread, so machine load hits both alike; the ratio is the number to trust on a shared machine.
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script 
 
 from indexer.scan.decode import decode_image  # noqa: E402
 from indexer.scan.hashing import content_hash  # noqa: E402
+from indexer.scan.thumbnails import _shrink  # noqa: E402
 
 log = logging.getLogger("bench.decode")
 SIZE_12MP = (4000, 3000)
@@ -105,12 +112,20 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--threads", type=int, default=cpus, help=f"thread pool size (default os.cpu_count()={cpus})")
     parser.add_argument("--quality", type=int, default=90, help="JPEG quality of the generated files")
     parser.add_argument("--repeat", type=int, default=1, help="passes per measurement; the best one is reported")
+    parser.add_argument("--worker", action="store_true", help="time the indexer's worker stages, before vs now")
+    parser.add_argument("--model", default="offline-lite", help="--worker: whose preprocessing (default offline-lite)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
 
     paths = ensure_files(args.dir, args.n, args.quality, args.threads)
     blobs = [p.read_bytes() for p in paths]
     mean_mb = sum(map(len, blobs)) / len(blobs) / 1e6
+    if args.worker:
+        print(f"\n{len(blobs)} JPEGs, {SIZE_12MP[0]}x{SIZE_12MP[1]}, mean {mean_mb:.1f} MB, quality {args.quality}; "
+              f"{cpus} CPUs ({platform.processor() or platform.machine()}); Pillow {Image.__version__}; model "
+              f"{args.model}; one decode-pool thread, CPU ms per image, best of {max(2, args.repeat)} rounds\n")
+        print(worker_table(blobs, args.model, max(2, args.repeat)))
+        return
     pipelines = {
         "full decode → resize": lambda b: to_model_size(decode_image(b, min_side=None).image, args.size),
         f"reduced decode (draft {2 * args.size}) → resize": lambda b: to_model_size(
@@ -134,6 +149,66 @@ def main(argv: list[str] | None = None) -> None:
     )
     print_table(rates, args.threads)
     print(f"\nsha256 of the same bytes: {hash_ms:.1f} ms per file ({mean_mb / hash_ms * 1e3:.0f} MB/s, one thread)")
+
+
+def worker_table(blobs: list[bytes], model: str, repeat: int) -> str:
+    """Markdown: per-stage CPU ms per image of the indexer's decode-pool work, former path vs current path."""
+    import io
+
+    import torch
+    from timm.data import create_transform
+
+    import models
+    from models.building import _as_tuples
+
+    bundle = models.create(model, device="cpu")
+    reference = create_transform(**_as_tuples(bundle.model.image_tower.preprocess_config), is_training=False)
+    side = 2 * bundle.input_size
+
+    def thumb(img: Image.Image, gap: float) -> None:
+        scale = 320 / max(img.size)
+        small = img.resize((round(img.width * scale), round(img.height * scale)), Image.Resampling.LANCZOS,
+                           reducing_gap=gap)
+        small.save(io.BytesIO(), format="JPEG", quality=80, optimize=True)
+
+    def now_preprocess(blob: bytes, img: Image.Image, scratch: dict) -> None:
+        scratch["pixels"] = np.array(img)  # DecodedImage.pixels: one export, shared with the thumbnail
+        bundle.preprocess(scratch["pixels"] if getattr(bundle.preprocess, "accepts_arrays", False) else img)
+
+    stages = {  # name: (before, now); each takes (blob, decoded image, per-photo scratch)
+        "sha256": (lambda b, im, s: content_hash(b),) * 2,
+        f"decode (draft ≥{side} px)": (lambda b, im, s: decode_image(b, min_side=side),) * 2,
+        "preprocess (+ pixel export, now)": (lambda b, im, s: reference(im), now_preprocess),
+        "thumbnail (resize + JPEG q80)": (lambda b, im, s: thumb(im, 3.0), lambda b, im, s: _shrink(
+            s["pixels"], 320).save(io.BytesIO(), format="JPEG", quality=80, optimize=True)),
+    }
+    decoded = [decode_image(b, min_side=side).image for b in blobs]
+
+    def run() -> dict[tuple[str, int], float]:
+        best: dict[tuple[str, int], float] = {}
+        for _ in range(repeat):
+            spent = dict.fromkeys(best or [(n, k) for n in stages for k in (0, 1)], 0.0)
+            for blob, img in zip(blobs, decoded, strict=True):  # interleaved: load hits both paths alike
+                scratch: dict = {}
+                for name, fns in stages.items():
+                    for k, fn in enumerate(fns):
+                        start = time.thread_time()
+                        fn(blob, img, scratch)
+                        spent[name, k] += time.thread_time() - start
+            best = {key: min(best.get(key, 1e9), v / len(blobs) * 1e3) for key, v in spent.items()}
+        return best
+
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(1) as pool:  # a pool thread, as in the indexer (torch ops stay on the calling thread)
+        ms = pool.submit(run).result()
+    del torch
+    rows = ["| stage | before (ms/img) | now (ms/img) | now / before |", "|---|---:|---:|---:|"]
+    for name in stages:
+        rows.append(f"| {name} | {ms[name, 0]:.1f} | {ms[name, 1]:.1f} | {ms[name, 1] / ms[name, 0]:.2f}x |")
+    total = [sum(ms[name, k] for name in stages) for k in (0, 1)]
+    rows.append(f"| **worker total** | **{total[0]:.1f}** | **{total[1]:.1f}** | **{total[1] / total[0]:.2f}x** |")
+    return "\n".join(rows)
 
 
 def print_table(rates: dict[str, tuple[float, float, float]], threads: int) -> None:

@@ -4,12 +4,14 @@
     (also `bench/decode.py --photos PHOTO_DIR`)
 
 For every JPEG in PHOTO_DIR (real photos: the wallpapers in Debian's lomiri-wallpapers, mate-backgrounds,
-gnome-backgrounds, ukui-wallpapers are multi-megapixel camera JPEGs): the image vector from a full decode (the
-reference), from the former reduced decode (draft to 2 × the input size), and from the indexer's decode (draft to
-`bundle.decode_side`, the preprocessing's own resize side, where libjpeg's 1/8 DCT scaling often covers it).
-Reported: cosine to the reference (mean, min), top-1 agreement of the vector's largest coordinate (offline-lite's
-image vector is a class distribution, so that is its top class), and per-image worker time (decode + preprocess +
-thumbnail) for each decode, measured in the same run.
+gnome-backgrounds, ukui-wallpapers are multi-megapixel camera JPEGs): the image vector from a full decode through the
+tower's reference preprocessing (timm's own transform: the reference), and from each (decode, preprocessing) pair the
+indexer had or could have: the draft to 2 × the input size (what it decodes at), the draft to `bundle.decode_side`
+(the preprocessing's resize side: rejected, it fails the bar), each through timm's transform and through the
+bundle's preprocessing (`CenterCropPreprocess` for timm center-crop towers). Reported: cosine to the reference
+(mean, min), top-1 agreement of the vector's largest coordinate (offline-lite's image vector is a class
+distribution, so that is its top class), and per-image worker time (decode + preprocess + thumbnail) per row,
+measured in the same run (the thumbnail is today's in every row; bench/decode.py --worker compares the stages).
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere
 
 import models  # noqa: E402
+from models.building import _as_tuples  # noqa: E402
 from indexer.scan.decode import decode_image  # noqa: E402
 from indexer.scan.thumbnails import make_thumbnail  # noqa: E402
 
@@ -36,25 +39,36 @@ def jpegs(folder: Path, limit: int) -> list[Path]:
 
 
 def fidelity_table(photos: list[Path], model: str) -> str:
+    from timm.data import create_transform
+
     bundle = models.create(model, device="cpu")
-    sides = {"full decode (reference)": None, f"draft {2 * bundle.input_size} (before)": 2 * bundle.input_size,
-             f"draft {bundle.decode_side} = decode_side (now)": bundle.decode_side}
+    timm_transform = create_transform(**_as_tuples(bundle.model.image_tower.preprocess_config), is_training=False)
+    fast = type(bundle.preprocess).__name__
+    twice, side = 2 * bundle.input_size, bundle.decode_side
+    rows = {  # name: (decode side, preprocess)
+        "full decode, timm transform (reference)": (None, timm_transform),
+        f"full decode, {fast}": (None, bundle.preprocess),
+        f"draft {twice}, timm transform (before)": (twice, timm_transform),
+        f"draft {twice}, {fast} (now: the indexer)": (twice, bundle.preprocess),
+        f"draft {side} = decode_side, {fast} (rejected)": (side, bundle.preprocess),
+    }
+    sides = dict(rows)
     vectors: dict[str, list[np.ndarray]] = {name: [] for name in sides}
     worker_ms: dict[str, float] = dict.fromkeys(sides, 0.0)
     sizes: dict[str, list[int]] = {name: [] for name in sides}
     with tempfile.TemporaryDirectory() as tmp:
         for i, path in enumerate(photos):
             data = path.read_bytes()
-            for name, side in sides.items():  # interleaved per photo: machine load hits every decode alike
+            for name, (side, preprocess) in rows.items():  # interleaved per photo: load hits every row alike
                 start = time.process_time()
                 decoded = decode_image(data, min_side=side, name=path.name)
-                pixels = bundle.preprocess(decoded.image)
+                pixels = preprocess(decoded.image)
                 make_thumbnail(decoded.image, Path(tmp) / f"{i}-{len(name)}.webp", 320)
                 worker_ms[name] += (time.process_time() - start) * 1e3
                 sizes[name].append(min(decoded.image.size))
                 with torch.inference_mode():
                     vectors[name].append(bundle.model.encode_images(pixels[None])[0].numpy())
-    reference = np.stack(vectors["full decode (reference)"])
+    reference = np.stack(vectors["full decode, timm transform (reference)"])
     rows = ["| decode | shorter side decoded (median px) | worker ms/img (CPU) | cos to full: mean | min | "
             "top-1 unchanged |", "|---|---:|---:|---:|---:|---:|"]
     for name in sides:

@@ -147,7 +147,8 @@ def link_library(files: list[Path], folder: Path) -> Path:
 
 def settings_for(home: Path, roots: tuple[Path, ...], args: argparse.Namespace) -> IndexerSettings:
     return IndexerSettings.from_env(home=home, roots=roots, model=args.model, workers=args.workers,
-                                    batch_size=args.batch_size, thumbnails=True, serve=False)
+                                    torch_threads=args.torch_threads or None, batch_size=args.batch_size,
+                                    thumbnails=True, serve=False)
 
 
 def warm_up(bundle, batch_size: int) -> None:
@@ -338,15 +339,16 @@ def print_budget(stages: Stages, model: Rate, model1: Rate, n: int, cpus: int) -
 
 def main(argv: list[str] | None = None) -> None:
     cpus = os.cpu_count() or 1
-    default_workers = IndexerSettings.__dataclass_fields__["workers"].default
+    default_workers, default_torch = IndexerSettings(home=Path(".")).thread_plan(cuda=False)  # CPU inference
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--n", type=int, default=200, help="12 MP JPEGs in the scanned library (default 200)")
     parser.add_argument("--dir", type=Path, default=Path("bench/out/decode"),
                         help="cache of generated JPEGs, shared with bench/decode.py (default bench/out/decode)")
     parser.add_argument("--batch-size", type=int, default=32, help="images per model call (indexer default 32)")
     parser.add_argument("--workers", type=int, default=default_workers,
-                        help=f"decode pool threads (indexer default min(8, CPUs) = {default_workers})")
-    parser.add_argument("--torch-threads", type=int, default=0, help="torch intra-op threads (0: torch's default)")
+                        help=f"decode pool threads (indexer default: CPUs, at most 8 = {default_workers})")
+    parser.add_argument("--torch-threads", type=int, default=default_torch,
+                        help=f"torch intra-op threads (indexer default on CPU: half the CPUs = {default_torch})")
     parser.add_argument("--model", default="offline-lite", help="model preset (default offline-lite)")
     parser.add_argument("--repeat", type=int, default=2, help="passes per throughput; the best is reported")
     parser.add_argument("--decode-n", type=int, default=60, help="images in the decode rows (full decode is slow)")

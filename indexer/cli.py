@@ -34,6 +34,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--device", help="cpu, cuda, cuda:N (default: CUDA when available)")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--workers", type=int, help="decode threads (default: CPU count, at most 8)")
+    parser.add_argument("--torch-threads", type=int, help="torch threads for CPU inference (default: half "
+                                                           "the CPU count)")
     parser.add_argument("--follow-symlinks", action="store_true", help="enter symlinked folders (loops detected)")
     parser.add_argument("--include-hidden", action="store_true", help="also index dot-files and dot-folders")
     parser.add_argument("--ignore", action="append", default=[], metavar="GLOB",
@@ -75,6 +77,7 @@ def settings_from(args: argparse.Namespace) -> IndexerSettings:
         qdrant_url=args.qdrant_url, qdrant_api_key=args.qdrant_api_key, shard_number=args.shard_number,
         replication_factor=args.replication_factor, write_consistency_factor=args.write_consistency_factor,
         watch=args.watch, poll=args.poll, settle=args.settle, batch_size=args.batch_size, workers=args.workers,
+        torch_threads=args.torch_threads,
         follow_symlinks=args.follow_symlinks, include_hidden=args.include_hidden,
         ignore=DEFAULT_IGNORES + tuple(args.ignore), thumbnails=not args.no_thumbnails,
         max_megapixels=args.max_megapixels, tag_vocabulary=args.tag_vocabulary,

@@ -38,7 +38,8 @@ class IndexerSettings:
     poll: float | None = None  # seconds between polls instead of native events (network mounts)
     settle: float = 2.0  # a file must keep size+mtime this long before it is read
     batch_size: int = 32  # images per model call
-    workers: int = max(1, min(8, (os.cpu_count() or 2)))  # decode threads
+    workers: int = 0  # decode threads; 0 = one per core, at most 8 (`thread_plan`)
+    torch_threads: int = 0  # torch intra-op threads for CPU inference; 0 = balanced (`thread_plan`)
     follow_symlinks: bool = False
     include_hidden: bool = False
     ignore: tuple[str, ...] = DEFAULT_IGNORES  # fnmatch globs on names (files and folders)
@@ -70,6 +71,21 @@ class IndexerSettings:
         }
         values = {**env, **{k: v for k, v in overrides.items() if v is not None}}
         return cls(home=data_home(home), **values)
+
+    def thread_plan(self, cuda: bool, cpus: int | None = None) -> tuple[int, int]:
+        """(decode workers, torch intra-op threads), explicit settings kept, zeros balanced to the core count.
+
+        Every core may decode (at most 8): a new 12 MP JPEG still costs a worker more CPU than offline-lite's forward
+        pass (bench/index.py, 2 cores: 77 vs 50 ms per image), and a decode thread that runs ahead only blocks, never
+        spins. On CPU torch gets half the cores, not all of them: its threads spin-wait between ops, and with every
+        core also decoding that burnt CPU the decoders needed (2 cores, same library, bench/index.py: 2 workers +
+        1 torch thread 10.0-10.8 img/s at 6.5-7.1 img per CPU-second; 2 + 2 (torch's default) 9.8-12.5 img/s at
+        5.2-6.5; 1 + 1 7.9 img/s). With CUDA torch's own default is left alone (0)."""
+        cpus = cpus or os.cpu_count() or 2
+        workers = self.workers or min(8, cpus)
+        if cuda:
+            return workers, self.torch_threads
+        return workers, self.torch_threads or max(1, cpus // 2)
 
     @property
     def catalog_url(self) -> str:

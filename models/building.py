@@ -13,6 +13,7 @@ import torch
 from timm.data import create_transform, resolve_data_config
 
 from models.bundle import ModelBundle
+from models.fast_preprocess import CenterCropPreprocess
 from models.model import LitModel
 from models.towers import ImageTower
 
@@ -49,8 +50,10 @@ def _timm_backbone(arch: str, pretrained: bool) -> torch.nn.Module:
 
 
 def bundle_for(name: str, model: LitModel, spec_options: dict) -> ModelBundle:
-    """Attach the preprocessing that the image tower's own config describes."""
-    transform = create_transform(**_as_tuples(model.image_tower.preprocess_config), is_training=False)
+    """Attach the preprocessing that the image tower's own config describes (timm's eval transform, or its faster
+    equivalent `CenterCropPreprocess` where that reproduces it)."""
+    config = model.image_tower.preprocess_config
+    transform = CenterCropPreprocess.from_config(config) or create_transform(**_as_tuples(config), is_training=False)
     return ModelBundle(name=name, model=model, preprocess=transform, spec={"preset": name, "options": spec_options})
 
 

@@ -60,6 +60,19 @@ class RunReport:
 
 
 class IndexerService:
+    @staticmethod
+    def _balance_threads(settings: IndexerSettings) -> int:
+        """Decode workers for this process; on CPU inference also sets torch's intra-op threads (process-wide) so
+        that the pool and the model split the cores (`IndexerSettings.thread_plan`)."""
+        import torch  # the pipeline imports it anyway
+
+        device = settings.device or ("cuda" if torch.cuda.is_available() else "cpu")
+        workers, torch_threads = settings.thread_plan(cuda=device.startswith("cuda"))
+        if torch_threads and torch_threads != torch.get_num_threads():
+            torch.set_num_threads(torch_threads)
+        log.info("decode workers %d, torch threads %d (device %s)", workers, torch.get_num_threads(), device)
+        return workers
+
     def __init__(self, settings: IndexerSettings, *, progress: bool = False, startup_check: bool = True):
         self.settings = settings
         self.progress = progress
@@ -79,17 +92,18 @@ class IndexerService:
         self.rules = FileFilter(IMAGE_EXTENSIONS, settings.ignore, settings.include_hidden, settings.follow_symlinks)
         self.roots = tuple(settings.roots)
         self.model_name, self.slot = resolve_model(settings, self.catalog)
+        self.workers = self._balance_threads(settings)
         self.collection = target_collection(self.catalog, self.model_name, self.slot)
         has_visual = prepare_collection(self.catalog, self.store, self.collection, self.slot, settings.visual_vectors)
         self.reconciler = Reconciler(self.catalog, self.sync, self.rules, self.roots)
         self.pipeline = Pipeline(
             self.catalog, self.sync, self.collection.name, self.slot, batch_size=settings.batch_size,
-            workers=settings.workers, thumbnails_dir=settings.thumbnails_dir if settings.thumbnails else None,
+            workers=self.workers, thumbnails_dir=settings.thumbnails_dir if settings.thumbnails else None,
             thumbnail_size=settings.thumbnail_size, max_megapixels=settings.max_megapixels,
             on_embedded=self._tag_arrivals if self.vocabulary is not None else None)
         self.pipeline.visual = has_visual
         self.visual_backfill = VisualBackfill(
-            self.store, self.collection.name, self.slot, batch_size=settings.batch_size, workers=settings.workers,
+            self.store, self.collection.name, self.slot, batch_size=settings.batch_size, workers=self.workers,
             max_megapixels=settings.max_megapixels) if has_visual else None
         self._serving: ModelSlot | None = None
         self._watcher = None  # (observer, handler) while watching

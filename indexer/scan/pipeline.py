@@ -130,7 +130,9 @@ class Pipeline:
             decoded = decode_image(data, min_side=2 * bundle.input_size, name=path, max_megapixels=self.max_megapixels)
         except DecodeError as err:
             return Prepared(path, hash=digest, error=err.reason)
-        pixels = bundle.preprocess(decoded.image)
+        # A preprocessing that takes arrays shares one export of the pixels with the thumbnail (decode.py: pixels)
+        pixels = bundle.preprocess(decoded.pixels if getattr(bundle.preprocess, "accepts_arrays", False)
+                                   else decoded.image)
         return Prepared(path, digest, pixels, self._content(path, digest, decoded), annotations.embedded(data))
 
     def _content(self, path: str, digest: str, decoded) -> ContentInfo:
@@ -146,7 +148,7 @@ class Pipeline:
         dest = thumbnail_path(self.thumbnails_dir, digest)
         try:
             if not dest.exists():
-                make_thumbnail(decoded.image, dest, self.thumbnail_size)
+                make_thumbnail(decoded.pixels, dest, self.thumbnail_size)
         except Exception as err:
             log.warning("no thumbnail for %s: %s", digest[:12], err)
             return None

@@ -13,6 +13,9 @@ import os
 import tempfile
 from pathlib import Path
 
+import numpy as np
+import torch
+import torch.nn.functional as F
 from PIL import Image
 
 from indexer.scan.decode import to_rgb
@@ -29,14 +32,16 @@ def thumbnail_path(thumbs_dir: str | os.PathLike[str], content_hash: str) -> Pat
 
 
 def make_thumbnail(
-    img: Image.Image, dest: str | os.PathLike[str], size: int = DEFAULT_SIZE, quality: int = DEFAULT_QUALITY
+    img: Image.Image | np.ndarray, dest: str | os.PathLike[str], size: int = DEFAULT_SIZE,
+    quality: int = DEFAULT_QUALITY,
 ) -> Path:
-    """Write `img` (already upright, e.g. `DecodedImage.image`) as a JPEG whose longer side is at most `size` px.
+    """Write `img` (already upright, e.g. `DecodedImage.image`, or its (H, W, 3) uint8 `DecodedImage.pixels`) as a
+    JPEG whose longer side is at most `size` px.
 
     Never upscales. Creates the parent folder; replaces an existing file atomically.
     """
     dest = Path(dest)
-    thumb = _shrink(to_rgb(img), size)
+    thumb = _shrink(img if isinstance(img, np.ndarray) else to_rgb(img), size)
     dest.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.stem[:16]}.", suffix=".tmp")
     try:
@@ -50,12 +55,20 @@ def make_thumbnail(
     return dest
 
 
-def _shrink(img: Image.Image, size: int) -> Image.Image:
-    """Fit inside size x size keeping the aspect ratio. reducing_gap=3 box-reduces first: fast on large inputs and
-    indistinguishable from a full Lanczos resize at this size."""
-    w, h = img.size
+def _shrink(img: Image.Image | np.ndarray, size: int) -> Image.Image:
+    """Fit inside size x size keeping the aspect ratio: torch's antialiased bicubic resize of the uint8 pixels
+    (Pillow's bicubic filter, vectorised), on the pixel array the indexer already made for the model.
+
+    Measured on 12 MP photos' reduced decodes (bench/decode.py --worker): ~5x less CPU than Pillow's Lanczos with
+    reducing_gap=3 given the array, and a PSNR of 48 dB to a Lanczos resize of the full-resolution decode (Pillow's
+    box reduce + Lanczos, reducing_gap=1: 43 dB; reducing_gap=3: 54 dB), far below what the JPEG encoding at
+    quality 80 changes; side by side they look the same."""
+    pixels = np.array(img) if isinstance(img, Image.Image) else img  # writable copy: torch refuses read-only
+    h, w = pixels.shape[:2]
     scale = size / max(w, h)
     if scale >= 1:
-        return img
-    new = (max(1, round(w * scale)), max(1, round(h * scale)))
-    return img.resize(new, Image.Resampling.LANCZOS, reducing_gap=3.0)
+        return img if isinstance(img, Image.Image) else Image.fromarray(pixels)
+    new_w, new_h = max(1, round(w * scale)), max(1, round(h * scale))
+    nchw = torch.from_numpy(pixels).permute(2, 0, 1)[None]  # channels-last view: the vectorised uint8 path
+    small = F.interpolate(nchw, size=(new_h, new_w), mode="bicubic", antialias=True, align_corners=False)
+    return Image.fromarray(small[0].permute(1, 2, 0).numpy())

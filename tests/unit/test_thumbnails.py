@@ -72,3 +72,13 @@ def test_failed_write_leaves_neither_partial_nor_temp_file(tmp_path, monkeypatch
         make_thumbnail(g.solid_color_image("blue"), dest)
     assert dest.read_bytes() == before
     assert list(dest.parent.iterdir()) == [dest]
+
+
+def test_the_decoded_pixel_array_gives_the_same_thumbnail(tmp_path):
+    data = g.write_oriented_jpeg(tmp_path / "p.jpg", g.noise_image((1200, 900)), 1).read_bytes()
+    decoded = decode_image(data)
+    assert decoded.pixels is decoded.pixels and decoded.pixels.shape == (*decoded.image.size[::-1], 3)  # made once
+    from_image = make_thumbnail(decoded.image, tmp_path / "a.jpg")
+    from_array = make_thumbnail(decoded.pixels, tmp_path / "b.jpg")
+    assert from_image.read_bytes() == from_array.read_bytes() and _size(from_array) == (320, 240)
+    assert _size(make_thumbnail(decoded.pixels, tmp_path / "c.jpg", size=2000)) == decoded.image.size  # no upscale
