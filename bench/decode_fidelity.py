@@ -28,9 +28,9 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere
 
 import models  # noqa: E402
-from models.building import _as_tuples  # noqa: E402
 from indexer.scan.decode import decode_image  # noqa: E402
 from indexer.scan.thumbnails import make_thumbnail  # noqa: E402
+from models.building import _as_tuples  # noqa: E402
 
 
 def jpegs(folder: Path, limit: int) -> list[Path]:
