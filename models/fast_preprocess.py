@@ -11,7 +11,8 @@ the whole image with Pillow (no SIMD), crops, then converts and normalises in th
 
 Measured (bench/decode.py --worker, one thread, a 1000x750 reduced decode of a 12 MP JPEG): 7.8 ms → 3.0 ms, of
 which ~1.5 ms is Pillow's export of the pixels (the indexer shares that export with the thumbnail). Torch runs
-these ops on the calling thread only when that thread is not torch's main thread, which is where the indexer calls it (its decode pool); the model's intra-op threads are not disturbed.
+these ops on the calling thread only when that thread is not torch's main thread, which is where the indexer calls
+it (its decode pool); the model's intra-op threads are not disturbed.
 
 Only the configurations the fast path reproduces take it (center crop, bilinear or bicubic, square input, no border
 trim); anything else keeps timm's transform.
