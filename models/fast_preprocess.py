@@ -30,6 +30,14 @@ from PIL import Image
 _MODES = {"bicubic": "bicubic", "bilinear": "bilinear"}
 
 
+def resize_uint8(pixels: np.ndarray, width: int, height: int, mode: str = "bicubic") -> np.ndarray:
+    """(H, W, 3) uint8 → (height, width, 3) uint8 by torch's antialiased resize (Pillow's filter, vectorised).
+    `pixels` must be writable (torch.from_numpy warns on read-only arrays)."""
+    nchw = torch.from_numpy(pixels).permute(2, 0, 1)[None]  # a channels-last view: the vectorised uint8 path
+    small = F.interpolate(nchw, size=(height, width), mode=mode, antialias=True, align_corners=False)
+    return small[0].permute(1, 2, 0).numpy()
+
+
 class CenterCropPreprocess:
     """PIL image → (3, size, size) float32 tensor, as timm's `transforms_imagenet_eval` for a center-crop config."""
 
@@ -74,9 +82,7 @@ class CenterCropPreprocess:
         height, width = pixels.shape[:2]
         new_w, new_h = self.resized_size(width, height)
         if (new_w, new_h) != (width, height):
-            nchw = torch.from_numpy(pixels).permute(2, 0, 1)[None]  # channels-last: the vectorised uint8 path
-            pixels = F.interpolate(nchw, size=(new_h, new_w), mode=self.mode, antialias=True,
-                                   align_corners=False)[0].permute(1, 2, 0).numpy()
+            pixels = resize_uint8(pixels, new_w, new_h, self.mode)
         top = int(round((new_h - self.size) / 2.0))  # torchvision CenterCrop's rounding
         left = int(round((new_w - self.size) / 2.0))
         crop = pixels[top:top + self.size, left:left + self.size]

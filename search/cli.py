@@ -24,6 +24,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from indexer.stores.vectors import VectorFilter
+from search.fusion import MODES
 from search.options import add_index_options, ignored_by_owner, index_location
 
 
@@ -48,7 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--min-score", type=float, help="keep results with calibrated score ≥ this (0..1); "
                                                    "default: relevant ones only")
     p.add_argument("--no-collapse", action="store_true", help="show near-duplicates separately")
-    p.add_argument("--mode", choices=("hybrid", "semantic", "words"), default="hybrid",
+    p.add_argument("--mode", choices=MODES, default=MODES[0],
                    help="rank by what photos show and the words people gave them (default), by what they show "
                         "only, or by the words only")
     add_index_options(p)

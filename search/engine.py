@@ -35,7 +35,7 @@ from models.relevance import GOOD, POSSIBLE, load_constants, query_prompts, refe
 from search.backend import Backend
 from search.calibration import Calibrator, reference_key, reference_vectors
 from search.dedupe import DEFAULT_RULE, SEMANTIC_THRESHOLD, FoldRule, collapse
-from search.fusion import COVERAGE_POWER, WORDS_WEIGHT, fuse
+from search.fusion import COVERAGE_POWER, MODES, WORDS_WEIGHT, fuse
 from search.lexical import WordHit, query_words, search_words
 from search.query import Query, Term
 
@@ -45,7 +45,6 @@ LIBRARY_SAMPLE = 512
 SAMPLE_MAX_AGE = 3600.0  # seconds a cached library sample is trusted (calibration statistics change slowly)
 POOL_FACTOR = 3  # candidates fetched per result shown, to refill a page after collapsing duplicates
 FUSION_DEPTH = 100  # each ranking is read this deep at least before fusing, so pages within it never disagree
-MODES = ("hybrid", "semantic", "words")  # what ranks a text query: both fused, the vector alone, the words alone
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
+MODES = ("hybrid", "semantic", "words")  # what ranks a text query: both fused, the vector alone, the words alone
 RRF_K = 60.0
 WORDS_WEIGHT = 4.0  # bench.hybrid: fitted on the photoset dev half (best hybrid R@5, then R@1, over a grid); README
 COVERAGE_POWER = 1.0  # bench.hybrid: fitted with WORDS_WEIGHT

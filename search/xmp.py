@@ -24,22 +24,15 @@ import xml.etree.ElementTree as ET
 from collections.abc import Iterable
 from pathlib import Path
 
-NS = {
-    "x": "adobe:ns:meta/",
-    "rdf": "http://www.w3.org/1999/02/22-rdf-syntax-ns#",
-    "dc": "http://purl.org/dc/elements/1.1/",
-    "loupe": "http://ns.loupe.photo/xmp/1.0/",
-}
+from indexer.scan.annotations import XMP_NS as NS
+from indexer.scan.annotations import qname as _q
+
 XPACKET_BEGIN = '<?xpacket begin="\ufeff" id="W5M0MpCehiHzreSzNTczkc9d"?>\n'
 XPACKET_END = '\n<?xpacket end="w"?>'
 
 
 class XmpError(ValueError):
     """A sidecar that cannot be merged safely (it is left unchanged)."""
-
-
-def _q(prefix: str, name: str) -> str:
-    return f"{{{NS[prefix]}}}{name}"
 
 
 def sidecar_path(photo: str | os.PathLike[str]) -> Path:

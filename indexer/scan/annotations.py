@@ -24,10 +24,13 @@ log = logging.getLogger(__name__)
 
 KINDS = ("keyword", "description", "title")  # what a photo's annotations hold, as the catalog stores them
 MAX_CHARS = 1000  # one value's cap: a novel in a caption field must not bloat payloads and keys
-_NS = {
+# XMP namespaces, for this reader and for search.xmp's writer alike (they must agree on where Loupe lists the
+# keywords it wrote: `loupe:autoTags`)
+XMP_NS = {
+    "x": "adobe:ns:meta/",
     "rdf": "http://www.w3.org/1999/02/22-rdf-syntax-ns#",
     "dc": "http://purl.org/dc/elements/1.1/",
-    "loupe": "http://ns.loupe.photo/xmp/1.0/",  # search.xmp.NS["loupe"]: where Loupe lists the keywords it wrote
+    "loupe": "http://ns.loupe.photo/xmp/1.0/",
 }
 _PACKET = re.compile(rb"<x:xmpmeta[\s>].*?</x:xmpmeta>", re.DOTALL)
 _IPTC = {(2, 25): "keyword", (2, 120): "description", (2, 5): "title"}
@@ -84,11 +87,11 @@ def _from_xmp(data: bytes, name: str) -> Annotations:
     except ET.ParseError as err:
         log.debug("%s: unreadable XMP (%s)", name, err)
         return {}
-    loupe = {li.text for auto in root.iter(_q("loupe", "autoTags")) for li in auto.iter(_q("rdf", "li"))}
+    loupe = {li.text for auto in root.iter(qname("loupe", "autoTags")) for li in auto.iter(qname("rdf", "li"))}
     out: Annotations = {}
     for kind, prop in (("keyword", "subject"), ("description", "description"), ("title", "title")):
-        values = [li.text for element in root.iter(_q("dc", prop)) for li in element.iter(_q("rdf", "li"))]
-        values += [v for d in root.iter(_q("rdf", "Description")) for v in [d.get(_q("dc", prop))] if v]
+        values = [li.text for element in root.iter(qname("dc", prop)) for li in element.iter(qname("rdf", "li"))]
+        values += [v for d in root.iter(qname("rdf", "Description")) for v in [d.get(qname("dc", prop))] if v]
         out[kind] = [v for v in values if v and (kind != "keyword" or v not in loupe)]
     return out
 
@@ -128,8 +131,9 @@ def combine(parts: Iterable[Annotations]) -> Annotations:
     return out
 
 
-def _q(prefix: str, name: str) -> str:
-    return f"{{{_NS[prefix]}}}{name}"
+def qname(prefix: str, name: str) -> str:
+    """ElementTree's `{namespace}name` for an XMP property such as ('dc', 'subject')."""
+    return f"{{{XMP_NS[prefix]}}}{name}"
 
 
 def person_captions(found: Annotations, manual_tags: Iterable[str] = ()) -> list[str]:

@@ -14,11 +14,10 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 from PIL import Image
 
 from indexer.scan.decode import to_rgb
+from models.fast_preprocess import resize_uint8
 
 DEFAULT_SIZE = 320
 DEFAULT_QUALITY = 80  # visually clean at 320 px, ~15-25 kB
@@ -69,6 +68,4 @@ def _shrink(img: Image.Image | np.ndarray, size: int) -> Image.Image:
     if scale >= 1:
         return img if isinstance(img, Image.Image) else Image.fromarray(pixels)
     new_w, new_h = max(1, round(w * scale)), max(1, round(h * scale))
-    nchw = torch.from_numpy(pixels).permute(2, 0, 1)[None]  # channels-last view: the vectorised uint8 path
-    small = F.interpolate(nchw, size=(new_h, new_w), mode="bicubic", antialias=True, align_corners=False)
-    return Image.fromarray(small[0].permute(1, 2, 0).numpy())
+    return Image.fromarray(resize_uint8(pixels, new_w, new_h, "bicubic"))
