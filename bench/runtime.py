@@ -65,17 +65,20 @@ def photos_or_noise(bundle, photos: Path | None, n: int) -> torch.Tensor:
     return torch.randn(n, 3, bundle.input_size, bundle.input_size, generator=generator)
 
 
+def autocast(module: Callable) -> Callable:
+    """`module` under CPU bf16 autocast, its output back in fp32."""
+    def run(*args):
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            return module(*args).float()
+    return run
+
+
 def torch_runtimes(bundle, which: list[str]) -> dict[str, tuple[Callable, Callable]]:
     """name → (image fn: pixels → features, text fn: (ids, mask) → features), torch flavours."""
     image, text = bundle.model.image_tower.eval(), TextForward(bundle.model.text_tower).eval()
     out: dict[str, tuple[Callable, Callable]] = {"torch fp32 eager": (image, text)}
     if "bf16" in which:
-        def bf16(module):
-            def run(*args):
-                with torch.autocast("cpu", dtype=torch.bfloat16):
-                    return module(*args).float()
-            return run
-        out["torch bf16 autocast"] = (bf16(image), bf16(text))
+        out["torch bf16 autocast"] = (autocast(image), autocast(text))
     if "bf16-cast" in which:
         out["torch bf16 weights (fp32 head)"] = bf16_cast(bundle, channels_last=False)
     if "bf16-cl" in which:  # conv nets: NHWC activations for oneDNN, bf16 weights

@@ -13,22 +13,19 @@ for oneDNN). Images: a batch of noise; text: one query at a time.
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable
+import sys
+from pathlib import Path
 
 import torch
 
-import models
-from models.runtime import bf16_towers, interleaved_best
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere
+
+import models  # noqa: E402
+from bench.runtime import autocast  # noqa: E402
+from models.runtime import bf16_towers, interleaved_best  # noqa: E402
 
 CAPTIONS = ["a dog running on the beach", "red car parked in the street", "sunset over the mountains",
             "two children playing football", "a cat asleep on a sofa"]
-
-
-def autocast(module: Callable) -> Callable:
-    def run(*args):
-        with torch.autocast("cpu", dtype=torch.bfloat16):
-            return module(*args).float()
-    return run
 
 
 def bench_model(name: str, args: argparse.Namespace) -> None:

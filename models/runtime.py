@@ -427,14 +427,7 @@ def bf16_towers(model, channels_last: bool | None = None, pack: bool = True) -> 
 
     @torch.inference_mode()
     def encode_text(input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        hidden = text.encoder(input_ids=input_ids, attention_mask=attention_mask,
-                              token_type_ids=torch.zeros_like(input_ids)).last_hidden_state.float()
-        if text.pooling == "cls":
-            pooled = hidden[:, 0]
-        else:
-            mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
-            pooled = (hidden * mask).sum(1) / mask.sum(1).clamp_min(1.0)
-        return head(text, pooled)
+        return head(text, text.pooled_features(input_ids, attention_mask, hidden_dtype=torch.float32))
 
     encode_image.with_visual = with_visual
     return encode_image, encode_text

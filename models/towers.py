@@ -118,11 +118,15 @@ class TextTower(nn.Module):
         pooled = self.pooled_features(input_ids, attention_mask)
         return self.head(pooled) if self.head is not None else pooled
 
-    def pooled_features(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        """Encoder + pooling, before the head: (N, L) -> (N, H). What `--train head` caches per caption."""
+    def pooled_features(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                        hidden_dtype: torch.dtype | None = None) -> torch.Tensor:
+        """Encoder + pooling, before the head: (N, L) -> (N, H). What `--train head` caches per caption.
+        `hidden_dtype` casts the encoder's output before pooling (a bf16 encoder pools in fp32: models.runtime)."""
         hidden = self.encoder(
             input_ids=input_ids, attention_mask=attention_mask, token_type_ids=torch.zeros_like(input_ids)
         ).last_hidden_state  # (N, L, H)
+        if hidden_dtype is not None:
+            hidden = hidden.to(hidden_dtype)
         if self.pooling == "cls":
             pooled = hidden[:, 0]
         else:
