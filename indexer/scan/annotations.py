@@ -40,11 +40,31 @@ Annotations = dict[str, list[str]]  # kind → values, in the order found, each 
 def embedded(data: bytes) -> Annotations:
     """Keywords, descriptions and titles embedded in an image file's bytes (XMP, then IPTC)."""
     found: Annotations = {}
-    match = _PACKET.search(data)
+    match = _PACKET.search(data, 0, _metadata_end(data))
     if match is not None:
         _merge(found, _from_xmp(match.group(0), "embedded XMP"))
     _merge(found, _from_iptc(data))
     return found
+
+
+def _metadata_end(data: bytes) -> int:
+    """Where a JPEG's metadata segments end (its first scan, SOS), else the file's end. XMP lives in APP1 segments
+    before the scan, so a JPEG's compressed image data, nearly all of its bytes, is never searched: scanning 4.6 MB
+    of a 12 MP photo for the packet cost ~2.5 ms, a tenth of the worker's per-photo budget (issue 14)."""
+    if not data.startswith(b"\xff\xd8"):
+        return len(data)
+    at = 2
+    while at + 4 <= len(data) and data[at] == 0xFF:
+        marker = data[at + 1]
+        if marker == 0xDA:  # start of scan: the metadata is behind us
+            return at
+        if marker == 0xFF:  # fill byte
+            at += 1
+        elif 0xD0 <= marker <= 0xD9 or marker == 0x01:  # markers without a length
+            at += 2
+        else:
+            at += 2 + int.from_bytes(data[at + 2:at + 4], "big")
+    return len(data)  # not a well-formed segment chain: search it all
 
 
 def sidecar(photo: str) -> Annotations:

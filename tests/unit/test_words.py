@@ -52,6 +52,24 @@ def test_embedded_xmp_is_found_in_a_jpeg(tmp_path):
                      "title": ["Sommer"]}
 
 
+def test_embedded_xmp_after_exif_with_a_thumbnail_is_found_and_the_scan_data_is_not_searched():
+    """XMP sits in an APP1 segment before the image data, here after an EXIF segment that carries a JPEG thumbnail
+    (with its own scan marker); a packet-like text inside the compressed data is not metadata."""
+    thumb = io.BytesIO()
+    Image.new("RGB", (8, 8), "green").save(thumb, "JPEG")
+    exif = Image.Exif()
+    exif[0x010F] = "Canon"
+    out = io.BytesIO()
+    Image.new("RGB", (64, 48), "red").save(out, "JPEG", exif=exif.tobytes() + thumb.getvalue(), xmp=XMP)
+    data = out.getvalue()
+    assert data.index(b"\xff\xda", 2) < data.index(b"<x:xmpmeta")  # the thumbnail's scan comes first
+    assert annotations.embedded(data)["keyword"] == ["Anna", "Großmutter"]
+    plain = io.BytesIO()
+    Image.new("RGB", (16, 16), "red").save(plain, "JPEG")
+    at = plain.getvalue().rindex(b"\xff\xd9")  # the XMP text inside the image data, not in a segment
+    assert annotations.embedded(plain.getvalue()[:at] + XMP + plain.getvalue()[at:]) == {}
+
+
 def test_embedded_iptc_keywords_and_caption():
     def dataset(number: int, value: bytes) -> bytes:
         return b"\x1c\x02" + bytes([number]) + len(value).to_bytes(2, "big") + value
