@@ -1,14 +1,17 @@
-"""Memory of a real `--watch` owner: peak while it indexes 12 MP JPEGs, then resident size as it sits idle.
+"""Memory of a real `--watch` owner: peak while it indexes 12 MP JPEGs, resident size as it sits idle, and what a
+query costs once its worker has been let go.
 
     python bench/owner_memory.py [--n 40] [--model offline-lite] [--idle 60] [--dir bench/out/decode]
     (also the memory table of `bench/index.py --memory`)
 
-Runs `python -m indexer LIB --watch` in a child process twice: once releasing the model when idle
-(`--image-idle 20 --text-idle 40`, so it is gone within the idle window) and once keeping it (huge timeouts), and
-samples the child's /proc status: VmHWM is the peak RSS while indexing, VmRSS the resident size after the scan and
-after `--idle` seconds without work. RssAnon is what the process itself allocated; the rest are file pages (shared
-libraries) the kernel can drop. Also printed: the floor, a bare interpreter that only imports torch, transformers
-and timm — no in-process unloading can go below it.
+Runs `python -m indexer LIB --watch` twice: once with the default idle timeouts (the worker, which holds torch and
+the model, is let go once it has been idle; indexer.watcher.supervisor) and once keeping it (huge timeouts). The owner
+is a process tree (a parent without torch, and its worker while there is work), so every sample sums /proc status
+over the tree: VmRSS is resident now; the peak is the highest sum seen while sampling every 0.2 s during the scan
+(with VmHWM of each process as a cross-check); RssAnon is what the processes allocated themselves, the rest are file
+pages (shared libraries) the kernel can drop. After `--idle` seconds it times one text query through the owner (a
+wake: worker start and model load, when it was let go) and a second one (warm). Also printed: the floor of a single
+process that imports torch, transformers and timm, which no in-process unloading could go below.
 """
 
 from __future__ import annotations
@@ -27,44 +30,80 @@ from bench.decode import ensure_files  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 KEEP_FOREVER = "1e9"
+FIELDS = ("VmRSS", "VmHWM", "RssAnon", "RssFile")
 
 
 def proc_memory(pid: int) -> dict[str, int]:
-    """VmRSS, VmHWM, RssAnon, RssFile of a process, in MB."""
-    out = {}
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            key, _, value = line.partition(":")
-            if key in ("VmRSS", "VmHWM", "RssAnon", "RssFile"):
-                out[key] = int(value.split()[0]) >> 10
+    """VmRSS, VmHWM, RssAnon, RssFile of a process, in MB (zeros for a process that is gone)."""
+    out = dict.fromkeys(FIELDS, 0)
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                key, _, value = line.partition(":")
+                if key in FIELDS:
+                    out[key] = int(value.split()[0]) >> 10
+    except OSError:
+        pass
     return out
 
 
-def run_owner(library: Path, home: Path, model: str, idle_s: float, extra: list[str]) -> dict[str, dict[str, int]]:
+def tree(pid: int) -> list[int]:
+    """The process and its descendants."""
+    pids, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        pids.append(p)
+        for task in Path(f"/proc/{p}/task").glob("*") if Path(f"/proc/{p}/task").exists() else ():
+            try:
+                todo.extend(int(c) for c in (task / "children").read_text().split())
+            except OSError:
+                pass
+    return pids
+
+
+def tree_memory(pid: int) -> dict[str, int]:
+    """Sums of `proc_memory` over the tree, plus how many processes it has."""
+    pids = tree(pid)
+    total = dict.fromkeys(FIELDS, 0)
+    for p in pids:
+        for k, v in proc_memory(p).items():
+            total[k] += v
+    total["processes"] = len(pids)
+    return total
+
+
+def run_owner(library: Path, home: Path, model: str, idle_s: float, extra: list[str]) -> dict:
+    from indexer.owner.client import OwnerClient
+
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     cmd = [sys.executable, "-m", "indexer", str(library), "--watch", "--model", model, "--home", str(home), *extra]
     log = home.parent / f"{home.name}.log"
+    peak = hwm = 0
     with open(log, "w") as sink:
         child = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=sink, stderr=subprocess.STDOUT)
         try:
-            while "watching" not in log.read_text():  # printed once the first scan is done
+            while "Ctrl-C to stop" not in log.read_text():  # printed by the worker once the first scan is done
                 if child.poll() is not None:
                     raise RuntimeError(f"the owner exited: {log.read_text()[-2000:]}")
-                time.sleep(0.5)
-            after_scan = proc_memory(child.pid)
+                m = tree_memory(child.pid)
+                peak, hwm = max(peak, m["VmRSS"]), max(hwm, m["VmHWM"])
+                time.sleep(0.2)
+            after_scan = tree_memory(child.pid)
             time.sleep(idle_s)
-            idle = proc_memory(child.pid)
+            idle = tree_memory(child.pid)
+            client = OwnerClient.find(home)
+            state = client.status().get("worker", {}).get("state", "in-process")
+            t0 = time.perf_counter()
+            client.embed_texts(["a dog on the beach"])
+            first = time.perf_counter() - t0
+            t0 = time.perf_counter()
+            client.embed_texts(["a red car"])
+            warm = time.perf_counter() - t0
         finally:
             child.terminate()
             child.wait(timeout=60)
-    return {"after scan": after_scan, "idle": idle}
-
-
-def floor_mb() -> dict[str, int]:
-    code = "import torch, transformers, timm, time; print(open('/proc/self/status').read())"
-    text = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-    values = dict(line.split(":", 1) for line in text.splitlines() if ":" in line)
-    return {k: int(values[k].split()[0]) >> 10 for k in ("VmRSS", "RssAnon", "RssFile")}
+    return {"after scan": after_scan, "idle": idle, "peak": peak, "hwm": hwm, "state": state,
+            "first query s": first, "warm query s": warm}
 
 
 def memory_table(files: list[Path], model: str, idle_s: float, workdir: Path) -> str:
@@ -74,18 +113,27 @@ def memory_table(files: list[Path], model: str, idle_s: float, workdir: Path) ->
         link = library / f.name
         if not link.exists():
             link.symlink_to(f.resolve())
-    rows = [f"| owner | peak RSS while indexing (MB) | RSS after scan | RSS idle {idle_s:.0f} s | of which anon |",
-            "|---|---:|---:|---:|---:|"]
-    for label, extra in (("releases the idle model (--image-idle 20 --text-idle 40)",
-                          ["--image-idle", "20", "--text-idle", "40"]),
+    rows = [f"| owner | peak RSS indexing (MB; sum of VmHWM) | RSS after scan | RSS idle {idle_s:.0f} s | of which "
+            "anon | processes idle | worker idle | next query (s) | warm query (s) |",
+            "|---|---:|---:|---:|---:|---:|---|---:|---:|"]
+    for label, extra in (("default idle timeouts (worker let go)", []),
                          ("model kept loaded", ["--image-idle", KEEP_FOREVER, "--text-idle", KEEP_FOREVER])):
         home = workdir / f"home-{len(rows)}"
         m = run_owner(library, home, model, idle_s, extra)
-        rows.append(f"| {label} | {m['idle']['VmHWM']} | {m['after scan']['VmRSS']} | {m['idle']['VmRSS']} | "
-                    f"{m['idle']['RssAnon']} |")
+        rows.append(f"| {label} | {m['peak']} ({m['hwm']}) | {m['after scan']['VmRSS']} | {m['idle']['VmRSS']} | "
+                    f"{m['idle']['RssAnon']} | {m['idle']['processes']} | {m['state']} | {m['first query s']:.2f} | "
+                    f"{m['warm query s']:.3f} |")
     floor = floor_mb()
-    rows.append(f"| floor: `import torch, transformers, timm` only | — | — | {floor['VmRSS']} | {floor['RssAnon']} |")
+    rows.append(f"| floor of one process: `import torch, transformers, timm` only | — | — | {floor['VmRSS']} | "
+                f"{floor['RssAnon']} | 1 | — | — | — |")
     return "\n".join(rows)
+
+
+def floor_mb() -> dict[str, int]:
+    code = "import torch, transformers, timm, time; print(open('/proc/self/status').read())"
+    text = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    values = dict(line.split(":", 1) for line in text.splitlines() if ":" in line)
+    return {k: int(values[k].split()[0]) >> 10 for k in ("VmRSS", "RssAnon", "RssFile")}
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -58,9 +58,10 @@ def build_parser() -> argparse.ArgumentParser:
                              "fp32 (cos >= 0.999, checked once on this machine), so it shares fp32's collection; "
                              "auto: bf16 where it is also faster. Ignored on CUDA (GPU autocast)")
     parser.add_argument("--image-idle", type=float, metavar="SECONDS",
-                        help="with --watch: release the model after this long without new photos (default 30) ...")
+                        help="with --watch: let the model go after this long without new photos (default 20) ...")
     parser.add_argument("--text-idle", type=float, metavar="SECONDS",
-                        help="... and without queries (default 600); it loads again on the next one")
+                        help="... and without queries (default 40); the worker process that held it then stops, so an "
+                             "idle owner holds ~40 MB; the next photo or query starts it again (a few seconds)")
     parser.add_argument("--port", type=int, default=0, help="local API port with --watch (default: a free one)")
     for name, help_text in (("--shard-number", "Qdrant server: shards per collection"),
                             ("--replication-factor", "Qdrant server: copies of each shard"),

@@ -88,3 +88,21 @@ def install_stop_handlers(stop) -> None:
 
     signal.signal(signal.SIGINT, handler)
     signal.signal(signal.SIGTERM, handler)
+
+
+def run_guarded(job, home) -> int:
+    """`job()`'s exit status, with a full disk or a missing data home said in one line (the indexer's command and
+    the `--watch` worker's main)."""
+    from indexer.stores.diskspace import BATCH_WRITE_BYTES, DiskFullError, is_disk_full
+    from indexer.stores.homedir import NoHomeError
+
+    try:
+        return job()
+    except Exception as err:
+        if not (is_disk_full(err) or isinstance(err, NoHomeError)):
+            raise
+        message = err if isinstance(err, (DiskFullError, NoHomeError)) else DiskFullError(
+            home, BATCH_WRITE_BYTES, None, "writing the index")
+        log.debug("stopped by", exc_info=err)
+        print(f"error: {message}", file=sys.stderr)
+        return 1

@@ -6,8 +6,9 @@ Environment variables are read only for deployment paths and URLs (`LOUPE_HOME`,
 
 from __future__ import annotations
 
+import json
 import os
-from dataclasses import dataclass, fields
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 from models.home import data_home
@@ -49,12 +50,13 @@ class IndexerSettings:
     tag_vocabulary: str | None = None  # tag new photos on arrival with this vocabulary ('default' or a file)
     serve: bool = True  # serve the local API while owning the data home
     visual_vectors: bool = True  # store a visual vector beside the text-aligned one (near-duplicates, "more like this")
-    # A watching owner releases its model once indexing has been idle `image_idle_s` and no query came for
-    # `text_idle_s`. The text timeout is long on purpose: bench/owner_memory.py measured that releasing offline-lite
-    # saves only ~30 MB (importing torch + transformers + timm alone holds ~720 MB RSS here) while the next query
-    # then pays a ~3 s reload; for LiT-B/16 (~0.8 GB of weights) shorten both.
-    image_idle_s: float = 30.0
-    text_idle_s: float = 600.0
+    # A watching owner lets its model go once indexing has been idle `image_idle_s` and no query came for
+    # `text_idle_s`; the `--watch` owner then stops the worker process that held it, so an idle owner is a parent
+    # without torch (issue 14: <= 400 MB after 60 s without work; bench/owner_memory.py). The price is the next
+    # query's wake (worker start and model load, ~2-4 s for offline-lite, measured by the same bench): a UI session
+    # or a burst of searches keeps it warm, a query now and then pays it. Raise `text_idle_s` to trade memory for it.
+    image_idle_s: float = 20.0
+    text_idle_s: float = 40.0
     optimize_after: int = 2000  # build the embedded store's HNSW index once this many vectors were added since
 
     @classmethod
@@ -71,6 +73,23 @@ class IndexerSettings:
         }
         values = {**env, **{k: v for k, v in overrides.items() if v is not None}}
         return cls(home=data_home(home), **values)
+
+    def to_json(self) -> str:
+        """Every field, for a child process (`indexer.watcher.worker`): paths as text, tuples as lists.
+
+        Path names that are not UTF-8 survive: they are `os.fsdecode`d strings (surrogate escapes), which JSON keeps.
+        """
+        return json.dumps({k: (str(v) if isinstance(v, Path) else [str(x) for x in v] if isinstance(v, tuple) else v)
+                           for k, v in asdict(self).items()})
+
+    @classmethod
+    def from_json(cls, text: str) -> IndexerSettings:
+        """The inverse of `to_json`."""
+        values = json.loads(text)
+        values["home"] = Path(values["home"])
+        values["roots"] = tuple(Path(r) for r in values["roots"])
+        values["ignore"] = tuple(values["ignore"])
+        return cls(**values)
 
     def thread_plan(self, cuda: bool, cpus: int | None = None) -> tuple[int, int]:
         """(decode workers, torch intra-op threads), explicit settings kept, zeros balanced to the core count.

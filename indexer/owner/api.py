@@ -175,8 +175,12 @@ class OwnerApi:
 
     def status(self) -> dict[str, Any]:
         service = self.service
-        return status_report(service.catalog, service.store, service.settings, roots=service.roots,
-                             watching=service.watching, models=service.model_state())
+        report = status_report(service.catalog, service.store, service.settings, roots=service.roots,
+                               watching=service.watching, models=service.model_state())
+        worker = getattr(service, "worker", None)  # a `--watch` owner's worker process (indexer.watcher.worker)
+        if worker is not None:
+            report["worker"] = worker.describe()
+        return report
 
     def embed_texts(self, body: TextsBody) -> dict[str, Any]:
         """Text vectors from the active text tower (a promotion takes effect at the next request)."""

@@ -54,6 +54,11 @@ class JobRunner:
         with self._lock:
             return self._jobs.get(job_id)
 
+    def busy(self) -> bool:
+        """A job is queued or running (a worker does not go to sleep under it)."""
+        with self._lock:
+            return any(j.state in ("queued", "running") for j in self._jobs.values())
+
     def close(self) -> None:
         """Drop queued jobs; the one in hand finishes (a running scan stops early only with `service.stop`)."""
         self._pool.shutdown(wait=False, cancel_futures=True)

@@ -67,6 +67,12 @@ class Ownership:
         _remove_quietly(home / INFO)  # left by a dead owner: the lock we now hold proves it is stale
         return cls(home, fd, purpose)
 
+    @property
+    def fd(self) -> int:
+        """The locked file descriptor: a worker process inherits it, so the lock outlives a parent killed with -9
+        until the worker has closed the stores (`indexer.watcher.supervisor`)."""
+        return self._fd
+
     def publish(self, host: str, port: int) -> OwnerInfo:
         """Write the token (0600) and then the owner file, each atomically; clients read the token first."""
         _write_private(self.home / TOKEN, self.token)

@@ -107,6 +107,8 @@ class IndexerService:
             max_megapixels=settings.max_megapixels) if has_visual else None
         self._serving: ModelSlot | None = None
         self._watcher = None  # (observer, handler) while watching
+        self._events_fed = False  # events come from a supervising parent's watch (`follow_fed_events`), not ours
+        self.on_roots_added = None  # called with new roots when something else watches for us
         self.work_lock = threading.Lock()  # one writer at a time: the scan/watch loop and API "index" requests
         self.repaired = self.sync.sweep()  # a crash may have left vectors of deleted contents
         self.sync.backfill_words()  # an index made before payloads carried words gets them, once
@@ -117,8 +119,9 @@ class IndexerService:
 
     @property
     def watching(self) -> bool:
-        """True once `watch()` has its observer scheduled (events from then on are not missed)."""
-        return self._watcher is not None
+        """True once `watch()` has its observer scheduled (events from then on are not missed), or while a
+        supervising parent feeds its own watch's events (`follow_fed_events`)."""
+        return self._watcher is not None or self._events_fed
 
     def serving_slot(self) -> ModelSlot:
         """The model of the collection searches read: while a new model's collection is being built, queries must
@@ -140,6 +143,8 @@ class IndexerService:
             observer, handler = self._watcher
             for root in new:
                 observer.schedule(handler, str(root), recursive=True, follow_symlink=self.rules.follow_symlinks)
+        if new and self.on_roots_added is not None:
+            self.on_roots_added(new)
 
     def scan(self, roots: tuple[Path, ...] | None = None) -> RunReport:
         """Reconcile roots (all by default) and process what is new or changed."""
@@ -291,19 +296,30 @@ class IndexerService:
             log.info("watching %s", ", ".join(map(str, self.roots)))
         return self.queue
 
-    def watch(self, on_batch=None) -> None:
-        """Follow filesystem events until `stop` is set; a batch that fails is logged and retried (`WatchLoop`)."""
+    def follow_fed_events(self) -> SettleQueue:
+        """Events come from elsewhere (a supervising parent's watch, `indexer.watcher.worker`): the queue they are fed
+        into, already settled there, so they need only the short close-after-write quiet here."""
+        from indexer.scan.settle import CLOSED_QUIET
+
+        self.queue = SettleQueue(CLOSED_QUIET)
+        self._events_fed = True
+        return self.queue
+
+    def watch(self, on_batch=None, on_quiet=None) -> None:
+        """Follow filesystem events until `stop` is set; a batch that fails is logged and retried (`WatchLoop`).
+        With `follow_fed_events` first, no observer is started: the fed queue is followed instead."""
         from indexer.owner.watchloop import WatchLoop
 
-        queue = self.start_watching()
-        self.watch_loop = WatchLoop(self, queue, on_batch)  # kept: its counters tell how often a batch was retried
-        try:
+        queue = self.queue if self._events_fed else self.start_watching()
+        self.watch_loop = WatchLoop(self, queue, on_batch, on_quiet)  # kept: its counters tell how often a batch
+        try:  # was retried
             self.watch_loop.run()
         finally:
-            observer, _ = self._watcher
-            self._watcher = None
-            observer.stop()
-            observer.join(timeout=2)
+            if self._watcher is not None:
+                observer, _ = self._watcher
+                self._watcher = None
+                observer.stop()
+                observer.join(timeout=2)
 
     def release_idle_models(self) -> bool:
         """Between batches: drop models idle past their timeouts and return the memory (a lean `--watch` owner)."""
@@ -319,6 +335,9 @@ class IndexerService:
             return any(released)
         finally:
             self.work_lock.release()
+
+    def models_loaded(self) -> bool:
+        return any(s.loaded for s in (self.slot, self._serving) if s is not None)
 
     def model_state(self) -> list[dict]:
         """For `status`: each model slot, loaded or not, and how long it has been idle."""

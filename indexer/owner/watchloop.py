@@ -31,8 +31,9 @@ def is_store_failure(err: BaseException) -> bool:
 
 
 class WatchLoop:
-    def __init__(self, service, queue, on_batch=None):
-        self.service, self.queue, self.on_batch = service, queue, on_batch
+    def __init__(self, service, queue, on_batch=None, on_quiet=None):
+        """`on_quiet()` is called on each turn that found nothing to do (a worker uses it to ask for sleep)."""
+        self.service, self.queue, self.on_batch, self.on_quiet = service, queue, on_batch, on_quiet
         self.failures = 0  # consecutive failed batches
         self.store_failures = 0
         self.recovered = 0  # batches that failed and were re-queued (for tests and the log)
@@ -48,6 +49,8 @@ class WatchLoop:
             files, folders = queue.ready()
             if files or folders:
                 self._batch(files, folders)
+            elif self.on_quiet is not None and not len(queue):
+                self.on_quiet()
 
     def _batch(self, files, folders) -> None:
         try:

@@ -118,45 +118,6 @@ def test_watch_loop_survives_a_failing_batch_and_retries_it(tmp_path, monkeypatc
     assert not thread.is_alive()
 
 
-def test_files_added_during_the_first_scan_are_indexed(tmp_path, monkeypatch):
-    """Issue 12.3: the observer started after the first scan and nothing rescanned: 25 of 25 files were lost."""
-    from indexer.run import _work
-
-    root = _library(tmp_path / "photos", 3)
-    svc = make_service(tmp_path / "home", root, watch=True)
-    real_run, late = svc.pipeline.run, [root / f"late{i}.jpg" for i in range(5)]
-
-    def run_and_add(paths, stop, progress=None):
-        if not late[0].exists():  # the first scan is under way: its walk is done, these are new to it
-            for i, path in enumerate(late):
-                write_jpeg(path, size=(64, 48), seed=50 + i)
-        return real_run(paths, stop, progress)
-
-    monkeypatch.setattr(svc.pipeline, "run", run_and_add)
-
-    def stop_when_indexed():
-        try:
-            wait_for(lambda: all(_status(svc, p) == "indexed" for p in late), timeout=30)
-        finally:
-            svc.stop.set()
-
-    handlers = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
-    watcher = threading.Thread(target=stop_when_indexed, daemon=True)
-    watcher.start()
-    try:
-        _work(svc, None, svc.settings, True, 0)
-    finally:
-        signal.signal(signal.SIGINT, handlers[0])
-        signal.signal(signal.SIGTERM, handlers[1])
-        svc.stop.set()
-        watcher.join(timeout=40)
-    try:
-        assert all(svc.catalog.get_file(str(p)).status == "indexed" for p in late)
-        assert_consistent(svc)
-    finally:
-        svc.close()
-
-
 def test_data_home_is_private_and_an_old_open_home_is_tightened(tmp_path, caplog):
     """Issue 12.6: the data home was 0755 and catalog.db 0644: every local user could read every path and GPS tag."""
     root = _library(tmp_path / "photos", 2)
