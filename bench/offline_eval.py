@@ -12,7 +12,8 @@ Rows:
 - `class names → class prob`: the zero-training baseline of shared/docs/environment.md (query → nearest ImageNet
   class name by MiniLM cosine → photos ranked by that class's probability, EfficientNet-Lite0 at T=2);
 - `offline-lite-v1`: the first generation (1000-class image space, shipped head);
-- `offline-lite`: image space 2 (classes + features, WordNet concept head, shipped head);
+- `offline-lite`: image space 2 (classes + features, WordNet concept head, shipped head, the text side's hub
+  correction `HUB_STRENGTH`, chosen on dev by bench/hub_fit.py);
 - each `--model NAME=X`: any preset or saved model directory (e.g. a tuned version, or the recipe's `init`).
 
 Columns per split: T→I R@1/5/10 (a caption's own photo among the top K; photos sharing the exact caption do not

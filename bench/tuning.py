@@ -1,6 +1,6 @@
 """Does tuning on a user's own captions help search on photos it never saw? Held-out T→I recall per mode and size.
 
-    python bench/tuning.py [--photoset DIR] [--modes head last:2 lora whole] [--sizes 100 145] [--epochs 10]
+    python bench/tuning.py [--photoset DIR] [--modes head last:2 lora whole] [--sizes 100 300] [--epochs 10]
 
 The in-house set of `bench.data.photoset` stands in for a user's captions: `inhouse_train.tsv` (dev photos) is what
 tuning sees — `--sizes` takes the first N rows of a seeded shuffle — and `heldout.tsv` (photos and captions nothing
@@ -48,7 +48,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--photoset", type=Path)
     parser.add_argument("--model", default="offline-lite")
     parser.add_argument("--modes", nargs="+", default=["head", "last:2", "lora", "whole"])
-    parser.add_argument("--sizes", nargs="+", type=int, default=[100, 145])
+    parser.add_argument("--sizes", nargs="+", type=int, default=[100, 300])
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)

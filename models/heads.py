@@ -69,10 +69,18 @@ class ConceptSpace(nn.Module):
     feature part is unit(q·mix·proto + direct(t)), where `proto` (classes × features, a buffer from the locked
     classifier) holds each class's feature direction and `direct` (zero at first) is what tuning can use to reach
     feature directions no class names.
+
+    `hub_strength` α (a fixed constant, not trained) then subtracts α × the mean of the class part from each of its
+    entries, and the vector is re-normalised. Why: a text whose class distribution is flat (a generic or ambiguous
+    caption) has a large share along the all-classes direction, and so does every photo (a photo's class part is
+    sqrt(p), all positive), so without it a few such captions out-score the right one on every photo (image→text
+    hubs). Removing that shared component from the text side lowers a caption's score on all photos by the same
+    amount times how flat the photo is, which barely moves a caption's ranking of photos (text→image) but stops the
+    hubs in a photo's ranking of captions (tagging). The direction is data-free; α is chosen on dev photos.
     """
 
     def __init__(self, dim_in: int, concepts: int, classes: int, features: int, temperature: float,
-                 class_weight: float, learnable: bool = True):
+                 class_weight: float, learnable: bool = True, hub_strength: float = 0.0):
         super().__init__()
         self.concept = nn.Linear(dim_in, concepts)
         self.log_temperature = nn.Parameter(torch.tensor(math.log(temperature)), requires_grad=learnable)
@@ -82,6 +90,7 @@ class ConceptSpace(nn.Module):
         self.register_buffer("proto", torch.zeros(classes, features), persistent=False)
         self.class_weight = class_weight
         self.feature_weight = math.sqrt(1.0 - class_weight ** 2)
+        self.hub_strength = float(hub_strength)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         t = F.normalize(x.float(), dim=-1)
@@ -89,7 +98,11 @@ class ConceptSpace(nn.Module):
         p = (q @ self.mix).clamp_min(0)
         p = p / p.sum(-1, keepdim=True).clamp_min(1e-12)
         features = F.normalize(p @ self.proto + self.direct(t), dim=-1)
-        return torch.cat([self.class_weight * p.sqrt(), self.feature_weight * features], dim=-1)
+        class_part = self.class_weight * p.sqrt()
+        if not self.hub_strength:
+            return torch.cat([class_part, self.feature_weight * features], dim=-1)
+        class_part = class_part - self.hub_strength * class_part.mean(-1, keepdim=True)
+        return F.normalize(torch.cat([class_part, self.feature_weight * features], dim=-1), dim=-1)
 
 
 def _build_layer(spec: dict) -> nn.Module:
@@ -104,7 +117,8 @@ def _build_layer(spec: dict) -> nn.Module:
         return ClassesAndFeatures(spec["in"], spec["classes"], spec.get("temperature", 1.0), spec["class_weight"])
     if kind == "concept_space":
         return ConceptSpace(spec["in"], spec["concepts"], spec["classes"], spec["features"],
-                            spec.get("temperature", 0.03), spec["class_weight"], spec.get("learnable", True))
+                            spec.get("temperature", 0.03), spec["class_weight"], spec.get("learnable", True),
+                            spec.get("hub_strength", 0.0))
     raise ValueError(f"unknown head layer type {kind!r} (known: linear, l2norm, sqrt_softmax, classes_and_features, "
                      "concept_space)")
 

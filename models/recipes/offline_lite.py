@@ -27,6 +27,10 @@ data:
    package unchanged, and the head's buffers (hierarchy, class prototypes) are rebuilt from the shipped JSON and the
    locked classifier at load time.
 
+The preset's image→text hub correction (`models.offline_lite.HUB_STRENGTH`, a constant chosen on dev photos by
+bench/hub_fit.py) is applied after the head at query time; the recipe trains with it off (`hub_strength=0`), so
+the shipped tensors do not depend on it.
+
 Measured: see README.md (offline-lite) and `python bench/offline_eval.py` (dev and held-out side by side).
 """
 
@@ -97,8 +101,8 @@ def build_init(directory: Path | None = None) -> dict[str, torch.Tensor]:
     from models.offline_lite import read_concepts
     from models.saved import load_partial_state
 
-    with seeded(SEED):
-        bundle = models.create("offline-lite", tuned=False, device="cpu")
+    with seeded(SEED):  # hub_strength 0: the head is trained on the text vectors before the hub correction
+        bundle = models.create("offline-lite", tuned=False, hub_strength=0.0, device="cpu")
     init = concept_init(bundle.model.eval(), read_concepts()["concepts"])
     if directory is not None:
         load_partial_state(bundle.model, init)

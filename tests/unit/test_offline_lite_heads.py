@@ -49,3 +49,26 @@ def test_mixing_matrix_rows_are_uniform_over_members():
     assert mix.shape == (2, 1000)
     assert mix[0, 3] == 1 and mix[0].sum() == 1
     assert torch.allclose(mix[1, [1, 2, 5, 7]], torch.full((4,), 0.25)) and mix[1].sum() == 1
+
+
+def test_hub_strength_removes_the_shared_class_direction_from_text_only():
+    # a flat ("hub") text and a peaked one; photos: one flat, one of class 0
+    spec = [{"type": "concept_space", "in": 4, "concepts": 4, "classes": 4, "features": 5, "temperature": 0.01,
+             "class_weight": CLASS_WEIGHT}]
+    plain, corrected = build_head(spec), build_head([{**spec[0], "hub_strength": 1.0}])
+    for head in (plain, corrected):
+        head[0].mix.copy_(torch.tensor([[1, 0, 0, 0], [0, 1, 0, 0], [0, 0, 1, 0], [0.25, 0.25, 0.25, 0.25]]))
+        head[0].proto.copy_(torch.nn.functional.normalize(torch.ones(4, 5), dim=-1))
+        with torch.no_grad():
+            head[0].concept.weight.copy_(torch.eye(4))
+            head[0].concept.bias.zero_()
+    texts = torch.tensor([[0.0, 0.0, 0.0, 1.0], [1.0, 0.0, 0.0, 0.0]])  # "the flat caption", "class 0"
+    before, after = plain(texts), corrected(texts)
+    assert torch.allclose(after.norm(dim=1), torch.ones(2), atol=1e-5)
+    assert after[:, :4].sum(1).abs().max() < 1e-5  # class part centred (strength 1)
+    assert torch.allclose(before[:, 4:] / before[:, 4:].norm(dim=1, keepdim=True),
+                          after[:, 4:] / after[:, 4:].norm(dim=1, keepdim=True), atol=1e-5)  # features untouched
+    photo_of_class_0 = torch.cat([CLASS_WEIGHT * torch.tensor([0.4, 0.2, 0.2, 0.2]).sqrt(), torch.zeros(5)])  # unsure
+    # without the correction the flat caption beats the right one on the class-0 photo; with it, the right one wins
+    assert before[0] @ photo_of_class_0 > before[1] @ photo_of_class_0
+    assert after[1] @ photo_of_class_0 > after[0] @ photo_of_class_0
