@@ -61,7 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="with --watch: let the model go after this long without new photos (default 20) ...")
     parser.add_argument("--text-idle", type=float, metavar="SECONDS",
                         help="... and without queries (default 40); the worker process that held it then stops, so an "
-                             "idle owner holds ~40 MB; the next photo or query starts it again (a few seconds)")
+                             "idle owner holds ~40 MB; the next photo or query starts it again (~9 s on 2 cores)")
     parser.add_argument("--port", type=int, default=0, help="local API port with --watch (default: a free one)")
     for name, help_text in (("--shard-number", "Qdrant server: shards per collection"),
                             ("--replication-factor", "Qdrant server: copies of each shard"),

@@ -53,8 +53,9 @@ class IndexerSettings:
     # A watching owner lets its model go once indexing has been idle `image_idle_s` and no query came for
     # `text_idle_s`; the `--watch` owner then stops the worker process that held it, so an idle owner is a parent
     # without torch (issue 14: <= 400 MB after 60 s without work; bench/owner_memory.py). The price is the next
-    # query's wake (worker start and model load, ~2-4 s for offline-lite, measured by the same bench): a UI session
-    # or a burst of searches keeps it warm, a query now and then pays it. Raise `text_idle_s` to trade memory for it.
+    # query's wake: worker start (~3 s) and model load (~5 s, mostly importing transformers and timm) make ~9 s for
+    # offline-lite on 2 cores (same bench). A UI session or a burst of searches keeps it warm; a query now and then
+    # pays it. Raise `text_idle_s` to trade memory for it.
     image_idle_s: float = 20.0
     text_idle_s: float = 40.0
     optimize_after: int = 2000  # build the embedded store's HNSW index once this many vectors were added since
