@@ -25,8 +25,16 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import models  # noqa: E402
-from bench.offline_eval import (SPLITS, broad_precision, category_queries, encode_images, encode_texts,  # noqa: E402
-                                i2t_recall, read_split, t2i_recall)
+from bench.offline_eval import (  # noqa: E402
+    SPLITS,
+    broad_precision,
+    category_queries,
+    encode_images,
+    encode_texts,
+    i2t_recall,
+    read_split,
+    t2i_recall,
+)
 
 GRID = (0.0, 0.5, 0.8, 0.9, 0.95, 1.0, 1.05, 1.1)
 

@@ -89,10 +89,17 @@ def status(settings: IndexerSettings, as_json: bool, flags: list[str] = ()) -> i
     for failure in counts.get("failures", [])[:20]:
         print(f"  failed: {display(failure['path'])}: {failure['reason']}")
     print(f"folders     {', '.join(display(r) for r in report.get('indexed_roots') or []) or '—'}")
-    for slot in report.get("models_loaded") or []:
-        state = "loaded" if slot.get("loaded") else "not loaded (loads on the next photo or query)"
-        print(f"in memory   {slot.get('name')}: {state}; idle {slot.get('image_idle_s')} s (images), "
-              f"{slot.get('text_idle_s')} s (text)")
+    worker = report.get("worker") or {}
+    if worker.get("state") == "asleep":  # a lean `--watch` owner whose worker was let go (indexer.watcher)
+        print(f"worker      asleep: no model in memory; the next photo or query starts it (started "
+              f"{worker.get('wakes', 0)} times so far)")
+    else:
+        if worker.get("pid"):
+            print(f"worker      process {worker['pid']}")
+        for slot in report.get("models_loaded") or []:
+            state = "loaded" if slot.get("loaded") else "not loaded (loads on the next photo or query)"
+            print(f"in memory   {slot.get('name')}: {state}; idle {slot.get('image_idle_s')} s (images), "
+                  f"{slot.get('text_idle_s')} s (text)")
     if report.get("watching"):
         print(f"watching    {', '.join(display(r) for r in report.get('roots', []))}")
     return 0

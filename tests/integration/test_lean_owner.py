@@ -145,6 +145,12 @@ def test_status_from_a_sleeping_owner_needs_the_token(tmp_path: Path) -> None:
         with pytest.raises(OwnerAuthError):
             stranger.status()
         assert stranger.health()["pid"] == owner.proc.pid  # open, as the API's own /health
+        env = {**os.environ, "PYTHONPATH": str(REPO)}
+        done = subprocess.run([sys.executable, "-m", "indexer", "status", "--home", str(owner.home)],
+                              capture_output=True, text=True, env=env, timeout=120)
+        assert done.returncode == 0, done.stderr
+        assert "worker      asleep: no model in memory" in done.stdout, done.stdout
+        assert owner.worker()["state"] == "asleep"  # asking did not wake it
     finally:
         assert owner.stop() == 0
 
