@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from models.train.config import DEFAULT_LR, DEFAULT_MODEL, TrainConfig
+from models.train.config import DEFAULT_LR, DEFAULT_MODEL, KEEP_CHOICES, MIN_SELECT_VAL_IMAGES, TrainConfig
 
 if TYPE_CHECKING:
     from models.train.run import TrainResult
@@ -116,6 +116,9 @@ def _validation_flags(group: argparse._ArgumentGroup) -> None:
                        help="share of images held out (split by image, seeded) when no --val (default: 0.1)")
     group.add_argument("--patience", type=int, default=3, metavar="N",
                        help="stop after this many epochs without a better val score; 0 never stops (default: 3)")
+    group.add_argument("--keep", choices=KEEP_CHOICES, default="auto",
+                       help="which epoch is saved: best (by validation T→I recall), last, or auto: best when the "
+                            f"validation split has at least {MIN_SELECT_VAL_IMAGES} images, else last (default)")
     group.add_argument("--resume", nargs="?", const="", metavar="NAME",
                        help="continue an unfinished run from its last epoch checkpoint (default: the latest run)")
     group.add_argument("--max-epochs-this-run", type=int, metavar="N",
@@ -131,8 +134,8 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         val_fraction=args.val_fraction, model=args.model or DEFAULT_MODEL, name=args.name, train=args.train,
         lora_rank=args.lora_rank, lora_alpha=args.lora_alpha, lr=args.lr, weight_decay=args.weight_decay,
         epochs=args.epochs, batch_size=args.batch_size, accum_steps=args.accum_steps,
-        warmup_fraction=args.warmup_fraction, patience=args.patience, seed=args.seed, device=args.device,
-        max_epochs_this_run=args.max_epochs_this_run, cache_text=args.cache_text,
+        warmup_fraction=args.warmup_fraction, patience=args.patience, keep=args.keep, seed=args.seed,
+        device=args.device, max_epochs_this_run=args.max_epochs_this_run, cache_text=args.cache_text,
     )
 
 

@@ -1,9 +1,10 @@
 """Epochs with validation, early stopping and the best checkpoint: `FitState` is everything a resumed run needs.
 
 Validation Recall@K is measured before the first epoch (the base model) and after each one; the best epoch by
-text→image recall (then by held-out loss; `metrics.score`) is what gets saved, so an epoch that overfits a small
-personal data set is never the result. Epoch 0 competes too: if tuning never beats the base, the result says so
-(`improved: false`).
+text→image recall (then by held-out loss; `metrics.score`) is what gets saved, so an epoch that overfits is never
+the result. Epoch 0 competes too: if tuning never beats the base, the result says so (`improved: false`). A split
+too small to choose by (`TrainConfig.keep`, default auto: under `MIN_SELECT_VAL_IMAGES` images) is still measured
+and reported after every epoch, but the last epoch of the schedule is kept.
 """
 
 from __future__ import annotations
@@ -63,7 +64,8 @@ def fit(trainer: Trainer, state: FitState, val: PairSet | None, *,
         state.epoch = stats.epoch
         record = {"epoch": stats.epoch, "loss": stats.loss, "pairs": stats.pairs, "seconds": stats.seconds,
                   "pairs_per_s": stats.pairs_per_s, "lr": stats.lr}
-        improved = _judge(state, model, val, record, config.patience)
+        improved = _judge(state, model, val, record, config.patience,
+                          select=val is not None and config.selects_best(val.n_images))
         state.history.append(record)
         log.info("epoch %d/%d: loss %.4f, %.0f pairs/s%s", stats.epoch, config.epochs, stats.loss,
                  stats.pairs_per_s, f", val {format_metrics(record['val'])}" if "val" in record else "")
@@ -72,12 +74,15 @@ def fit(trainer: Trainer, state: FitState, val: PairSet | None, *,
     return state
 
 
-def _judge(state: FitState, model: LitModel, val: PairSet | None, record: dict, patience: int) -> bool:
-    """Evaluate the epoch; keep it if best; count toward early stopping. Without validation the last epoch wins."""
-    if val is None:
+def _judge(state: FitState, model: LitModel, val: PairSet | None, record: dict, patience: int, *,
+           select: bool = True) -> bool:
+    """Evaluate the epoch; keep it if best; count toward early stopping. Without validation, or when the split is
+    too small to choose (`select=False`, `TrainConfig.keep`), the last epoch wins and the split is only reported."""
+    if val is not None:
+        record["val"] = evaluate(model, val)
+    if val is None or not select:
         state.best_epoch, state.best_text_state = record["epoch"], text_state(model)
         return True
-    record["val"] = evaluate(model, val)
     current = list(score(record["val"]))
     if state.best_score is None or current > state.best_score:
         state.best_epoch, state.best_score, state.best_text_state = record["epoch"], current, text_state(model)

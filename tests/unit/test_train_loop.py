@@ -60,3 +60,34 @@ def test_same_seed_same_epoch():
         torch.manual_seed(5)
         losses.append(_trainer("whole", seed=5).train_epoch(1).loss)
     assert losses[0] == losses[1]
+
+
+def test_keep_auto_picks_the_epoch_by_validation_only_on_a_split_large_enough_to_choose():
+    from models.train.config import MIN_SELECT_VAL_IMAGES
+
+    assert TrainConfig().keep == "auto"
+    assert not TrainConfig().selects_best(MIN_SELECT_VAL_IMAGES - 1)
+    assert TrainConfig().selects_best(MIN_SELECT_VAL_IMAGES)
+    assert TrainConfig(keep="best").selects_best(1) and not TrainConfig(keep="last").selects_best(10_000)
+    with pytest.raises(ValueError, match="--keep"):
+        TrainConfig(keep="first")
+
+
+@pytest.mark.parametrize("keep", ["last", "best"])
+def test_fit_keeps_the_last_epoch_or_the_best(keep):
+    from models.train.fit import FitState, fit
+    from models.train.metrics import score
+
+    torch.manual_seed(0)
+    bundle = models.create("test-tiny", device="cpu")
+    config = TrainConfig(train="whole", batch_size=4, epochs=3, lr=1e-3, keep=keep, patience=0)
+    select_trainable(bundle.model, config.mode)
+    trainer = Trainer(bundle.model, config, _pairs(), progress=False)
+    state = fit(trainer, FitState(), _pairs(images=6))  # a tiny split: below MIN_SELECT_VAL_IMAGES
+    assert [h["epoch"] for h in state.history] == [1, 2, 3] and all("val" in h for h in state.history)
+    assert state.before is not None and not state.stopped_early
+    if keep == "last":
+        assert state.best_epoch == 3
+    else:  # the kept epoch is the one with the best validation score (epoch 0, the base, competes too)
+        scores = [list(score(state.before))] + [list(score(h["val"])) for h in state.history]
+        assert state.best_epoch == max(range(4), key=lambda e: scores[e])
