@@ -91,13 +91,20 @@ def install_stop_handlers(stop) -> None:
 
 
 def run_guarded(job, home) -> int:
-    """`job()`'s exit status, with a full disk or a missing data home said in one line (the indexer's command and
-    the `--watch` worker's main)."""
+    """`job()`'s exit status, with a full disk, a missing data home or an unknown model name said in one line (the
+    indexer's command and the `--watch` worker's main)."""
     from indexer.stores.diskspace import BATCH_WRITE_BYTES, DiskFullError, is_disk_full
     from indexer.stores.homedir import NoHomeError
 
     try:
         return job()
+    except KeyError as err:
+        from models.registry import UnknownModelError
+
+        if not isinstance(err, UnknownModelError):
+            raise
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     except Exception as err:
         if not (is_disk_full(err) or isinstance(err, NoHomeError)):
             raise

@@ -53,6 +53,14 @@ def list_presets() -> dict[str, str]:
     return {name: desc for name, (_, desc) in sorted(_PRESETS.items())}
 
 
+class UnknownModelError(KeyError):
+    """A model name that is neither a preset, a custom pair nor a saved model's directory (a user's typo: the
+    command lines print it in one line)."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else "unknown model"
+
+
 def create(name: str, device: str | None = None, **options) -> ModelBundle:
     """Build a complete bundle (model + preprocess + tokenizer) and move it to `device` (auto: CUDA if present).
 
@@ -70,7 +78,7 @@ def create(name: str, device: str | None = None, **options) -> ModelBundle:
         bundle = _PRESETS[name][0](**options)
     else:
         known = ", ".join(sorted(_PRESETS))
-        raise KeyError(f"unknown model {name!r}; known presets: {known}; "
+        raise UnknownModelError(f"unknown model {name!r}; known presets: {known}; "
                        "or 'timm:<arch>+hf:<dir>', or the directory of a saved model")
     bundle.model.to(target)
     return bundle

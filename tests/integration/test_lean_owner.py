@@ -202,3 +202,18 @@ def test_files_added_while_the_first_scan_runs_are_indexed(tmp_path: Path) -> No
     finally:
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=60) == 0
+
+
+@pytest.mark.parametrize("watch", [False, True])
+def test_a_mistyped_model_name_is_one_clear_line(tmp_path: Path, watch: bool) -> None:
+    """A typo in --model used to end in a KeyError traceback (in the scan and in the `--watch` worker alike)."""
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    write_jpeg(photos / "red.jpg", (96, 72), color="red")
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    done = subprocess.run([sys.executable, "-m", "indexer", str(photos), *(["--watch"] if watch else []),
+                           "--model", "offline-lyte", "--home", str(tmp_path / "home")],
+                          capture_output=True, text=True, env=env, timeout=120)
+    assert done.returncode == 2, done.stderr
+    assert "Traceback" not in done.stderr
+    assert "error: unknown model 'offline-lyte'; known presets:" in done.stderr
