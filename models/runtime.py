@@ -155,7 +155,7 @@ def use_runtime(bundle: ModelBundle, runtime: str, cache_dir: Path | None, preci
     if options == ["torch"]:
         return "torch"
     if cache_dir is None:
-        cache_dir = Path(tempfile.mkdtemp(prefix="loupe-onnx-"))
+        cache_dir = _scratch_dir()
     measured = stored_measurements(bundle, cache_dir, options) if len(options) > 1 else None
     needed = options if measured is None else [choose(measured[t], options, precision) for t in ("image", "text")]
     fns: dict[str, dict[str, Callable]] = {"image": {}, "text": {}}
@@ -193,6 +193,18 @@ def use_runtime(bundle: ModelBundle, runtime: str, cache_dir: Path | None, preci
     log.info("inference: image tower on %s, text tower on %s", LABELS[chosen["image"]], LABELS[chosen["text"]])
     names = {tower: LABELS[c].removesuffix(" fp32") for tower, c in chosen.items()}
     return names["image"] if names["image"] == names["text"] else f"image {names['image']}, text {names['text']}"
+
+
+_SCRATCH: tempfile.TemporaryDirectory | None = None
+
+
+def _scratch_dir() -> Path:
+    """Where a bundle without a model cache (tests, benches) keeps its graphs and measurements: one folder per
+    process, removed at exit, so repeated loads share one measurement and /tmp does not collect a folder per load."""
+    global _SCRATCH
+    if _SCRATCH is None:
+        _SCRATCH = tempfile.TemporaryDirectory(prefix="loupe-onnx-")
+    return Path(_SCRATCH.name)
 
 
 def _image_session(bundle: ModelBundle, cache_dir: Path) -> Callable[..., torch.Tensor]:
