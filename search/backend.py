@@ -57,7 +57,10 @@ class OwnerBackend:
 
         self.client, self.home = client, home
         self.store = RemoteVectorStore(client)
-        info = client.status().get("collection")
+        status = client.status()
+        info = status.get("collection")
+        # A lean `--watch` owner's worker may be asleep (indexer.watcher): the first query then starts it.
+        self.asleep = (status.get("worker") or {}).get("state") in ("asleep", "stopping")
         if not info:
             raise NoIndexError(f"nothing is indexed in {home} yet: run `python -m indexer FOLDER` first")
         self.collection = CollectionRef(info["name"], info["model"], info["image_tower_id"], info["dim"])

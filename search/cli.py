@@ -101,6 +101,9 @@ def main(argv: list[str] | None = None) -> int:
     warning = ignored_by_owner(args, engine.backend)
     if warning:
         print(warning, file=sys.stderr)
+    if getattr(engine.backend, "asleep", False):  # say why this one query takes seconds, not milliseconds
+        print("waking the indexer: it let its model go after a quiet spell, and loads it again (a few seconds)",
+              file=sys.stderr)
     try:
         page = engine.search(query, filter=filter_from(args), limit=args.limit, offset=args.offset,
                              min_score=args.min_score, collapse_duplicates=not args.no_collapse, mode=args.mode)

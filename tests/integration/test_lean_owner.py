@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -122,6 +123,14 @@ def test_an_idle_owner_lets_its_worker_go_and_wakes_it_for_photos_and_queries(tm
 
         write_jpeg(photos / "navy.jpg", (96, 72), color="navy")  # an event wakes a worker, which indexes it
         wait_for(lambda: owner.indexed() == 2, timeout=60)
+        wait_for(lambda: owner.worker()["state"] == "asleep", timeout=60)
+
+        env = {**os.environ, "PYTHONPATH": str(REPO)}
+        done = subprocess.run([sys.executable, "-m", "search", "a navy photo", "--json", "--home", str(owner.home)],
+                              capture_output=True, text=True, env=env, timeout=120)
+        assert done.returncode == 0, done.stderr
+        assert "waking the indexer" in done.stderr  # the search CLI says why this query takes seconds
+        assert {r["path"] for r in json.loads(done.stdout)["results"]} >= {str(photos / "navy.jpg")}
         wait_for(lambda: owner.worker()["state"] == "asleep", timeout=60)
 
         vectors = owner.client.embed_texts(["a red photo"])  # a query wakes one too
