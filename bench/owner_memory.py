@@ -53,7 +53,7 @@ def tree(pid: int) -> list[int]:
     while todo:
         p = todo.pop()
         pids.append(p)
-        for task in Path(f"/proc/{p}/task").glob("*") if Path(f"/proc/{p}/task").exists() else ():
+        for task in Path(f"/proc/{p}/task").glob("*"):  # none once the process is gone
             try:
                 todo.extend(int(c) for c in (task / "children").read_text().split())
             except OSError:

@@ -37,6 +37,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
 from indexer.owner.jobs import MAX_JOBS_KEPT, JobRunner
+from indexer.owner.ownership import UNAUTHORIZED
 from indexer.owner.pathguard import UNAVAILABLE, PathRefused, indexable_folder, read_indexed_image
 from indexer.owner.status import status_report
 from indexer.scan.decode import DecodeError, decode_image
@@ -311,8 +312,7 @@ class BearerCheck:
     def __call__(self, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_BEARER)]) -> None:
         given = credentials.credentials.encode() if credentials else b""
         if not secrets.compare_digest(given, self._expected):
-            raise ApiError(401, "unauthorized", "missing or wrong token: send 'Authorization: Bearer <token>' with "
-                           "the token in the data home's owner.token", {"WWW-Authenticate": "Bearer"})
+            raise ApiError(401, "unauthorized", UNAUTHORIZED, {"WWW-Authenticate": "Bearer"})
 
 
 # (method, path, OwnerApi method): everything but /health needs the token. No upsert, delete or payload overwrite:

@@ -20,6 +20,9 @@ from pathlib import Path
 from indexer.stores.homedir import prepare_home
 
 LOCK, INFO, TOKEN = "owner.lock", "owner.json", "owner.token"
+# What a request without the right token is told, by the API and by a lean owner's parent alike
+# (indexer.watcher.proxy answers `/status` itself while its worker sleeps): clients see one answer.
+UNAUTHORIZED = f"missing or wrong token: send 'Authorization: Bearer <token>' with the token in the data home's {TOKEN}"
 
 
 @dataclass(frozen=True)

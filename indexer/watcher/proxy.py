@@ -18,6 +18,8 @@ import socket
 import socketserver
 import threading
 
+from indexer.owner.ownership import UNAUTHORIZED
+
 HEAD_LIMIT = 64 * 1024  # a request head longer than this is refused
 CHUNK = 64 * 1024
 
@@ -62,8 +64,7 @@ class OwnerProxy:
             status = self.supervisor.sleeping_status()
             if status is not None:
                 if not self._authorised(headers):
-                    _answer(client, 401, {"detail": "missing or wrong token: send 'Authorization: Bearer <token>' "
-                                          "with the token in the data home's owner.token", "error": "unauthorized"})
+                    _answer(client, 401, {"detail": UNAUTHORIZED, "error": "unauthorized"})
                 else:
                     _answer(client, 200, status)
                 return
