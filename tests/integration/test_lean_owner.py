@@ -60,15 +60,19 @@ def test_an_idle_service_releases_its_model_and_reloads_it_for_new_photos(tmp_pa
 REPO = Path(__file__).resolve().parents[2]
 
 
+def _env() -> dict[str, str]:
+    """The environment now, with this checkout importable by the commands run."""
+    return {**os.environ, "PYTHONPATH": str(REPO)}
+
+
 class Owner:
     """`python -m indexer ROOT --watch` with short idle timeouts, as a user starts it."""
 
     def __init__(self, root: Path, home: Path, *extra: str):
-        env = {**os.environ, "PYTHONPATH": str(REPO)}
         self.home = home
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "indexer", str(root), "--watch", "--model", "test-tiny", "--home", str(home),
-             "--image-idle", "1", "--text-idle", "2", *extra], stderr=subprocess.PIPE, text=True, env=env)
+             "--image-idle", "1", "--text-idle", "2", *extra], stderr=subprocess.PIPE, text=True, env=_env())
         self.lines: list[str] = []
         for line in self.proc.stderr:
             self.lines.append(line)
@@ -125,9 +129,8 @@ def test_an_idle_owner_lets_its_worker_go_and_wakes_it_for_photos_and_queries(tm
         wait_for(lambda: owner.indexed() == 2, timeout=60)
         wait_for(lambda: owner.worker()["state"] == "asleep", timeout=60)
 
-        env = {**os.environ, "PYTHONPATH": str(REPO)}
         done = subprocess.run([sys.executable, "-m", "search", "a navy photo", "--json", "--home", str(owner.home)],
-                              capture_output=True, text=True, env=env, timeout=120)
+                              capture_output=True, text=True, env=_env(), timeout=120)
         assert done.returncode == 0, done.stderr
         assert "waking the indexer" in done.stderr  # the search CLI says why this query takes seconds
         assert {r["path"] for r in json.loads(done.stdout)["results"]} >= {str(photos / "navy.jpg")}
@@ -154,9 +157,8 @@ def test_status_from_a_sleeping_owner_needs_the_token(tmp_path: Path) -> None:
         with pytest.raises(OwnerAuthError):
             stranger.status()
         assert stranger.health()["pid"] == owner.proc.pid  # open, as the API's own /health
-        env = {**os.environ, "PYTHONPATH": str(REPO)}
         done = subprocess.run([sys.executable, "-m", "indexer", "status", "--home", str(owner.home)],
-                              capture_output=True, text=True, env=env, timeout=120)
+                              capture_output=True, text=True, env=_env(), timeout=120)
         assert done.returncode == 0, done.stderr
         assert "worker      asleep: no model in memory" in done.stdout, done.stdout
         assert owner.worker()["state"] == "asleep"  # asking did not wake it
@@ -195,9 +197,8 @@ def test_files_added_while_the_first_scan_runs_are_indexed(tmp_path: Path) -> No
     photos.mkdir()
     for i in range(20):
         write_jpeg(photos / f"p{i}.jpg", (96, 72), seed=i)
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
     proc = subprocess.Popen([sys.executable, "-m", "indexer", str(photos), "--watch", "--model", "test-tiny",
-                             "--home", str(tmp_path / "home")], stderr=subprocess.PIPE, text=True, env=env)
+                             "--home", str(tmp_path / "home")], stderr=subprocess.PIPE, text=True, env=_env())
     try:
         for line in proc.stderr:  # the parent has published its port: the watch runs, the worker starts
             if "local API on" in line:
@@ -219,10 +220,9 @@ def test_a_mistyped_model_name_is_one_clear_line(tmp_path: Path, watch: bool) ->
     photos = tmp_path / "photos"
     photos.mkdir()
     write_jpeg(photos / "red.jpg", (96, 72), color="red")
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
     done = subprocess.run([sys.executable, "-m", "indexer", str(photos), *(["--watch"] if watch else []),
                            "--model", "offline-lyte", "--home", str(tmp_path / "home")],
-                          capture_output=True, text=True, env=env, timeout=120)
+                          capture_output=True, text=True, env=_env(), timeout=120)
     assert done.returncode == 2, done.stderr
     assert "Traceback" not in done.stderr
     assert "error: unknown model 'offline-lyte'; known presets:" in done.stderr
