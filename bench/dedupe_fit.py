@@ -108,8 +108,10 @@ def embed(bundle, root: Path, paths: list[str], batch: int = 16) -> dict[str, di
     return out
 
 
-def load_vectors(bundle, root: Path, paths: list[str], refresh: bool) -> dict[str, dict[str, np.ndarray]]:
-    cache = CACHE_DIR / f"dedupe-{bundle.image_tower_id}.npz"
+def load_vectors(bundle, root: Path, paths: list[str], refresh: bool, name: str = "dedupe"
+                 ) -> dict[str, dict[str, np.ndarray]]:
+    """`embed`, cached in bench/out/<name>-<image tower>.npz (a bench of its own photos passes its own `name`)."""
+    cache = CACHE_DIR / f"{name}-{bundle.image_tower_id}.npz"
     if cache.exists() and not refresh:
         stored = np.load(cache)
         keys = list(stored["paths"])

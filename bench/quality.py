@@ -491,7 +491,8 @@ def main(argv: list[str] | None = None) -> int:
                 target.write_text(policy.to_json(), encoding="utf-8")
         fitted = json.loads(constants.read_text(encoding="utf-8"))
         print(json.dumps(results, indent=2, default=list) if args.json else render(results, args.model))
-        print(f"\nrelevance constants (dev fit): text {fitted['text']}, image {fitted['image']}")
+        print(f"\nrelevance constants (dev fit): text {fitted['text']}, image {fitted['image']}, "
+              f"visual {fitted.get('visual')}")
         if policy is not None:
             print(f"tag policy (dev fit): P ≥ {policy.threshold}, ≤ {policy.max_tags} tags, "
                   f"{len(policy.disabled)} tags disabled")

@@ -19,8 +19,10 @@ Two tiers, each a threshold on `excess` fitted on a dev split (`fit`), never on 
   absent-concept queries flag anything;
 - **possible**: the lowest threshold where at least `POSSIBLE_PRECISION` of flagged results are right; the rest is
   not shown by default.
-Image queries ("more like this", uploads) have their own pair of thresholds: image↔image scores follow other laws
-(offline-lite puts unrelated photos at cosine 0.9).
+Image queries ("more like this", uploads) have their own pairs of thresholds: image↔image scores follow other laws
+(offline-lite puts unrelated photos at cosine 0.9). `visual` is fitted in the space the engine ranks such queries in
+when a collection has visual vectors (the query reweighted by models.visual.like_vector, the library's visual
+sample as background); `image` in the text-aligned space, for collections without them.
 
 Text queries are embedded with `query_prompts` (prompt ensembling for short queries) here and in the search engine,
 so the fit measures exactly what a search computes. Nothing here reorders results: a decision is per score.
@@ -88,7 +90,8 @@ class Constants:
     """Fitted thresholds for one model, with what they were fitted on (so a report can name its evidence)."""
 
     text: Thresholds
-    image: Thresholds
+    image: Thresholds  # image queries ranked in the text-aligned space (a collection without visual vectors)
+    visual: Thresholds | None = None  # image queries ranked by visual vectors ("more like this"); None: `image`
     model: str = ""  # preset name or saved-model folder
     image_tower_id: str = ""
     text_tower: str = ""  # text-tower version the text thresholds were fitted with ('' = the preset's own)
@@ -96,6 +99,10 @@ class Constants:
     report: dict = field(default_factory=dict)  # dev figures at the chosen thresholds
 
     def thresholds(self, kind: str) -> Thresholds:
+        """'text', 'image' (text-aligned space) or 'visual' (visual vectors, reweighted by models.visual.like_vector;
+        constants fitted before that space had its own fall back on 'image')."""
+        if kind == "visual":
+            return self.visual or self.image
         return self.image if kind == "image" else self.text
 
     def to_json(self) -> str:
@@ -107,7 +114,9 @@ class Constants:
         if data.get("format") != FORMAT:
             raise ValueError(f"not a relevance constants file (format {data.get('format')!r})")
         data.pop("format")
-        return cls(text=Thresholds(**data.pop("text")), image=Thresholds(**data.pop("image")), **data)
+        visual = data.pop("visual", None)
+        return cls(text=Thresholds(**data.pop("text")), image=Thresholds(**data.pop("image")),
+                   visual=Thresholds(**visual) if visual else None, **data)
 
     def save(self, path: Path) -> Path:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -245,17 +254,29 @@ def fit_thresholds(judged: Judged) -> tuple[Thresholds, dict]:
 
 
 def fit(images: np.ndarray, labels: Sequence[str], text_queries: np.ndarray, text_labels: Sequence[str | None],
-        reference: np.ndarray, **meta) -> Constants:
+        reference: np.ndarray, visual: np.ndarray | None = None, **meta) -> Constants:
     """Constants from a captioned dev set: `images` (N, D) with a subject label each, caption query vectors with
-    their subject (None for absent-concept queries), and the model's reference-set vectors.
+    their subject (None for absent-concept queries), the model's reference-set vectors, and the photos' visual
+    vectors (N, V) when the model has them.
 
     Image queries: every photo queries the others; photos whose subject no other photo shares act as the absent
-    concept (any neighbour flagged good is wrong)."""
+    concept (any neighbour flagged good is wrong). In the visual space the query is reweighted as the engine does
+    (`models.visual.like_vector`) and there is no reference set (the engine's visual background is the library's
+    visual sample alone)."""
     text_judged = judge(images, labels, text_queries, text_labels, reference)
     image_judged = judge(images, labels, images, list(labels), reference, exclude=list(range(len(images))))
     text, text_report = fit_thresholds(text_judged)
     image, image_report = fit_thresholds(image_judged)
-    return Constants(text, image, report={"text": text_report, "image": image_report}, **meta)
+    report = {"text": text_report, "image": image_report}
+    fitted_visual = None
+    if visual is not None and len(visual):
+        from models.visual import like_vector
+
+        visual = np.asarray(visual, np.float32)
+        visual_judged = judge(visual, labels, like_vector(visual), list(labels), np.zeros((0, visual.shape[1])),
+                              exclude=list(range(len(visual))))
+        fitted_visual, report["visual"] = fit_thresholds(visual_judged)
+    return Constants(text, image, visual=fitted_visual, report=report, **meta)
 
 
 # -- the reference set -----------------------------------------------------------------------------------------

@@ -6,8 +6,9 @@ de-duplicated from the hits' own vectors. `models.evaluate retrieval` and the UI
 
 Two spaces (indexer.stores.vectors): a query made of images only ("more like this", uploads) ranks by the *visual*
 vector when the collection has one for every photo, because what a photo looks like is what such a query asks for and
-the text-aligned space can be too coarse for it (offline-lite's puts unrelated photos at cos 0.9); a query with any
-text ranks in the text-aligned space. Near-duplicates are folded by their visual vectors (search.dedupe), so a
+the text-aligned space can be too coarse for it (offline-lite's puts unrelated photos at cos 0.9), with its parts
+reweighted for neighbours (`models.visual.like_vector`: features over thumbnails) and judged by the `visual`
+relevance thresholds fitted in that same space; a query with any text ranks in the text-aligned space. Near-duplicates are folded by their visual vectors (search.dedupe), so a
 resized copy folds and a different photo of the same kind of thing does not. An index whose photos do not all have
 a visual vector yet (an older index being upgraded) keeps answering image queries in the text-aligned space.
 
@@ -32,6 +33,8 @@ import numpy as np
 
 from indexer.stores.vectors import SEMANTIC, VISUAL, Hit, VectorFilter, point_id
 from models.relevance import GOOD, POSSIBLE, load_constants, query_prompts, reference_files
+from models.visual import like_vector
+from models.visual import split as split_visual
 from search.backend import Backend
 from search.calibration import Calibrator, reference_key, reference_vectors
 from search.dedupe import DEFAULT_RULE, SEMANTIC_THRESHOLD, FoldRule, collapse
@@ -198,7 +201,12 @@ class SearchEngine:
             raise ValueError(f"unknown search mode {mode!r}: use one of {', '.join(MODES)}")
         visual = self.visual_query_vector(query)
         using = VISUAL if visual is not None else SEMANTIC
-        vector, exclude = visual if visual is not None else self.query_vector(query)
+        near_query = None  # the raw visual query: what the fold rule compares (ranking reweights its parts)
+        if visual is not None:
+            near_query, exclude = visual
+            vector = like_vector(near_query)
+        else:
+            vector, exclude = self.query_vector(query)
         flt = _with_exclusions(filter, exclude)
         pool = (offset + limit) * (POOL_FACTOR if collapse_duplicates else 1)
         wanted = query_words(t.text for t in query.positive if t.text is not None) if mode != "semantic" else []
@@ -209,8 +217,8 @@ class SearchEngine:
                                                                     using=using)
         if found:
             hits = self._fused(vector, hits, list(found.values()), using, frozenset(wanted))
-        kind = "image" if all(t.image is not None for t in query.positive) else "text"
-        scored = self._score(vector, hits, using, kind, found, frozenset(wanted))  # [(result, fold vector)]
+        kind = VISUAL if using == VISUAL else "image" if all(t.image is not None for t in query.positive) else "text"
+        scored = self._score(vector, hits, using, kind, found, frozenset(wanted), near_query)  # [(result, fold vector)]
         any_relevant = any(r.relevant for r, _ in scored)
         rule = duplicates if self.visual_dim else SEMANTIC_THRESHOLD
         groups = collapse([v for _, v in scored], rule) if collapse_duplicates else [[i] for i in range(len(scored))]
@@ -235,7 +243,8 @@ class SearchEngine:
 
     def _score(self, query: np.ndarray, hits: list[Hit], using: str = SEMANTIC, kind: str = "text",
                word_hits: dict[str, WordHit] | None = None,
-               wanted: frozenset[str] = frozenset()) -> list[tuple[SearchResult, np.ndarray | None]]:
+               wanted: frozenset[str] = frozenset(), near_query: np.ndarray | None = None
+               ) -> list[tuple[SearchResult, np.ndarray | None]]:
         """Results with the vector each is folded by: its visual one when the collection has them (None for a
         photo still without one: it is never folded), else its text-aligned one. `word_hits`: the photos the query's
         words matched (`wanted`): each says why, and is at least a possible match (a good one holding them all)."""
@@ -250,13 +259,11 @@ class SearchEngine:
         probability = np.asarray(decision.calibrated, np.float32)
         visual = bool(self.visual_dim)
         folds = [found[h.id].visual if visual else found[h.id].vector for h in hits]
-        if using == VISUAL and hits and all(f is not None for f in folds):
-            from models.visual import split as split_visual  # torch: only once an image query runs
-
+        if near_query is not None and hits and all(f is not None for f in folds):
             # A near-duplicate of the query image is a good match whatever the library looks like: the fold rule's
             # verdict (fitted for zero distinct photos folded, bench/dedupe_fit.py) needs no library statistics, and
             # a small library full of one photo's copies is exactly where a library z-score cannot tell.
-            near = DEFAULT_RULE.matches(split_visual(query), split_visual(np.stack(folds)))
+            near = DEFAULT_RULE.matches(split_visual(near_query), split_visual(np.stack(folds)))
             tiers = [GOOD if n else t for t, n in zip(tiers, near, strict=True)]
             probability = np.where(near, np.maximum(probability, 0.5), probability)
         word_hits = word_hits or {}

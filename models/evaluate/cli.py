@@ -146,7 +146,7 @@ def run_calibrate(args: argparse.Namespace, bundle) -> dict:
     chosen = _subset(len(data.images), args.limit)
     progress = False if args.no_progress else None
     encoded = encode_image_files(bundle, [data.images[i] for i in chosen], batch_size=args.batch_size,
-                                 workers=args.workers, progress=progress)
+                                 workers=args.workers, progress=progress, with_visual=True)
     kept = [chosen[k] for k in encoded.kept]
     first = {}  # image → its first caption: the photo's subject
     for caption, owner in zip(data.captions, data.caption_image, strict=True):
@@ -161,12 +161,14 @@ def run_calibrate(args: argparse.Namespace, bundle) -> dict:
     meta = {"model": args.model, "image_tower_id": bundle.image_tower_id,
             "text_tower": str(bundle.metadata.get("version", "")) if bundle.metadata else "",
             "fitted_on": f"{args.data.name}: {len(kept)} photos, {len(queries)} subjects, {len(absent)} absent"}
-    constants = fit(encoded.vectors.numpy(), labels, vectors, queries + [None] * len(absent), reference, **meta)
+    constants = fit(encoded.vectors.numpy(), labels, vectors, queries + [None] * len(absent), reference,
+                    visual=encoded.visual.float().numpy(), **meta)
     target = args.out or constants_path(data_home(args.home), bundle.image_tower_id)
     constants.save(target)
     return {"task": "calibrate", **_header(args, bundle), "images": len(kept), "subjects": len(queries),
             "absent": len(absent), **_skipped(encoded), "saved": str(target),
-            "text": vars(constants.text), "image": vars(constants.image), "report": constants.report}
+            "text": vars(constants.text), "image": vars(constants.image),
+            "visual": vars(constants.visual) if constants.visual else None, "report": constants.report}
 
 
 def _absent_queries(path: Path | None, present: set[str]) -> list[str]:
@@ -195,7 +197,9 @@ def _print_human(result: dict) -> None:
     print(f"{result['task']} · {result['model']} ({result['image_tower_id']}) · {result['dataset']}")
     print(f"images: {result['images']}  skipped (unreadable): {result['skipped']}")
     if result["task"] == "calibrate":
-        for kind in ("text", "image"):
+        for kind in ("text", "image", "visual"):
+            if not result.get(kind):
+                continue
             report = result["report"][kind]
             print(f"{kind} queries: good ≥ {result[kind]['good']:.3f} (dev precision "
                   f"{report['good']['precision']:.2f}, recall {report['good']['recall']:.2f}, absent flagged "

@@ -28,6 +28,7 @@ class EncodedImages:
     vectors: torch.Tensor  # (K, D) unit vectors of the images that decoded, in input order
     kept: list[int]  # input index of each row of `vectors`
     failures: list[tuple[Path, str]]  # (path, reason) of every skipped image
+    visual: torch.Tensor | None = None  # (K, V) their visual vectors (models.visual), when asked for
 
 
 def register_heif() -> None:
@@ -49,12 +50,13 @@ def load_image(path: Path, preprocess: Callable[[Image.Image], torch.Tensor]) ->
 
 
 def encode_image_files(bundle, paths: Sequence[Path], *, batch_size: int = 64, workers: int = 4,
-                       progress: bool | None = None) -> EncodedImages:
+                       progress: bool | None = None, with_visual: bool = False) -> EncodedImages:
+    """`with_visual`: the visual vectors too, from the same forward pass (what "more like this" ranks by)."""
     from tqdm import tqdm
 
     register_heif()
     batches = [list(paths[i:i + batch_size]) for i in range(0, len(paths), batch_size)]
-    vectors, kept, failures = [], [], []
+    vectors, visuals, kept, failures = [], [], [], []
     with ThreadPoolExecutor(max_workers=workers) as pool, \
             tqdm(total=len(paths), unit="img", desc="images", disable=_disable(progress)) as bar:
         pending: deque[list[Future]] = deque()
@@ -72,13 +74,20 @@ def encode_image_files(bundle, paths: Sequence[Path], *, batch_size: int = 64, w
             good = [(offset + i, r) for i, r in enumerate(results) if isinstance(r, torch.Tensor)]
             failures += [(paths[offset + i], r) for i, r in enumerate(results) if isinstance(r, str)]
             if good:
-                vectors.append(bundle.model.encode_images(torch.stack([t for _, t in good])).cpu())  # (b, D)
+                pixels = torch.stack([t for _, t in good])
+                if with_visual:
+                    embedded, visual = bundle.model.encode_images(pixels, with_visual=True)
+                    vectors.append(embedded.cpu())  # (b, D)
+                    visuals.append(visual.cpu())  # (b, V)
+                else:
+                    vectors.append(bundle.model.encode_images(pixels).cpu())  # (b, D)
                 kept += [i for i, _ in good]
             bar.update(len(results))
     for path, reason in failures[:5]:
         log.warning("skipped unreadable image %s (%s)", path, reason)
     dim = bundle.model.dim
-    return EncodedImages(torch.cat(vectors) if vectors else torch.empty(0, dim), kept, failures)
+    visual = (torch.cat(visuals) if visuals else torch.empty(0, bundle.model.visual_dim)) if with_visual else None
+    return EncodedImages(torch.cat(vectors) if vectors else torch.empty(0, dim), kept, failures, visual)
 
 
 def encode_texts(model, texts: Sequence[str], *, batch_size: int = 256, progress: bool | None = None,

@@ -19,6 +19,7 @@ from indexer.settings import IndexerSettings
 from indexer.stores.vectors import SEMANTIC, UPGRADE_SUFFIX, VISUAL, VectorFilter, VectorPoint, point_id
 from indexer.stores.vectors_edge import EdgeVectorStore
 from indexer.stores.vectors_server import ServerVectorStore
+from models.visual import like_vector
 from search.dedupe import collapse
 from search.engine import SearchEngine
 from search.query import build_query
@@ -142,7 +143,8 @@ def test_like_ranks_by_the_visual_vector(tmp_path, library):
         from indexer.scan.hashing import hash_file
 
         own = svc.store.retrieve(name, [point_id(hash_file(query_path))], with_vectors=True)[0]
-        expected = [h.id for h in svc.store.query(name, own.visual, limit=N_PHOTOS, using=VISUAL)
+        # the visual vector with its parts reweighted for neighbours (models.visual.like_vector), as stored
+        expected = [h.id for h in svc.store.query(name, like_vector(own.visual), limit=N_PHOTOS, using=VISUAL)
                     if h.id != own.id]
     finally:
         svc.close()

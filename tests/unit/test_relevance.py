@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
@@ -103,3 +104,33 @@ def test_calibrator_backs_a_tiny_library_with_the_reference_set_and_splits_text_
     assert text.relevant[:5] == [True] * 5 and not any(text.relevant[5:])
     image = backed.decide(query, library @ query, "image")  # same scores, the image thresholds
     assert not any(image.relevant)
+
+
+def test_visual_thresholds_are_their_own_and_older_files_fall_back_on_the_image_ones():
+    older = Constants(Thresholds(4.0, 1.0), Thresholds(3.0, 0.0))
+    assert older.thresholds("visual") == older.image  # fitted before "more like this" had its own space
+    data = json.loads(older.to_json())
+    data.pop("visual")  # a file written before the field existed
+    assert Constants.from_json(json.dumps(data)) == older
+    newer = Constants(Thresholds(4.0, 1.0), Thresholds(3.0, 0.0), visual=Thresholds(2.5, -1.0))
+    assert Constants.from_json(newer.to_json()) == newer
+    assert newer.thresholds("visual") == Thresholds(2.5, -1.0) and newer.thresholds("image").good == 3.0
+
+
+def test_fit_with_visual_vectors_fits_the_reweighted_space_without_a_reference_set():
+    from models.visual import layout_dims, like_vector
+
+    rng = np.random.default_rng(3)
+    centres, images, labels = _clustered(rng, subjects=12, per=5)
+    # visual vectors: features that cluster by subject, thumbnails that are noise (what "more like this" ignores)
+    layout, fine = layout_dims()
+    parts = [images, rng.normal(size=(len(images), layout)), rng.normal(size=(len(images), fine))]
+    visual = np.concatenate([p / np.linalg.norm(p, axis=1, keepdims=True) for p in parts], axis=1) / math.sqrt(3)
+    constants = relevance.fit(images, labels, centres, [f"s{i}" for i in range(12)], images[::3], visual=visual)
+    assert constants.visual is not None and constants.visual.possible <= constants.visual.good
+    report = constants.report["visual"]["good"]
+    assert report["precision"] >= relevance.GOOD_PRECISION and report["recall"] > 0.5
+    # the fit judged what the engine computes: stored visual vectors against the reweighted query
+    query = like_vector(visual[0])
+    assert np.isclose(np.linalg.norm(query), 1.0)
+    assert relevance.fit(images, labels, centres, [f"s{i}" for i in range(12)], images[::3]).visual is None
