@@ -68,6 +68,29 @@ def gallery_recall(bundle, captions: list[str], own: list[int], gallery: np.ndar
     return {k: float((rank < k).mean() * 100) for k in ks}
 
 
+def embed_once(args: argparse.Namespace, folder: Path, pairs: list[tuple[str, str]]):
+    """(base bundle, photo keys, (N, D) vectors): the "index", embedded once with the locked tower, never again."""
+    torch.manual_seed(args.seed)
+    base = models.create(args.model, device="cpu")
+    base.model.eval()
+    keys = list(dict.fromkeys(k for k, _ in pairs))
+    return base, keys, encode_images(base, [folder / k for k in keys])
+
+
+def tune(args: argparse.Namespace, pairs: Path, npz: Path, mode: str, name: str, home: Path, tower_id: str):
+    """One run through `models.train.train` with the CLI's defaults for `mode`, on the stored vectors; (tuned bundle,
+    result). Asserts the image tower stayed locked and is the one the vectors came from."""
+    from models.train import NpzVectorSource, TrainConfig, train
+
+    config = TrainConfig(captions=pairs, image_vectors=npz, model=args.model, name=name, train=mode,
+                         epochs=args.epochs, seed=args.seed, device="cpu")
+    bundle = models.create(args.model, device="cpu")
+    result = train(config, image_vectors=NpzVectorSource(npz, dim=bundle.dim), bundle=bundle, home=home,
+                   progress=False)
+    assert result.locked_check["identical"] and result.image_tower_id == tower_id
+    return bundle, result
+
+
 def photo_folds(keys: list[str], folds: int, seed: int) -> dict[str, int]:
     order = keys[:]
     random.Random(seed).shuffle(order)
@@ -94,15 +117,9 @@ def main(argv: list[str] | None = None) -> None:
         photoset.materialize(folder)
     if args.protocol == "photos":
         return by_photo(args, folder)
-    from models.train import NpzVectorSource, TrainConfig, train
-
     inhouse = read_pairs(folder / "inhouse_train.tsv")
     heldout = read_pairs(folder / "heldout.tsv")
-    torch.manual_seed(args.seed)
-    base = models.create(args.model, device="cpu")
-    base.model.eval()
-    keys = list(dict.fromkeys([k for k, _ in inhouse] + [k for k, _ in heldout]))
-    stored = encode_images(base, [folder / k for k in keys])  # the "index": embedded once, never again
+    base, keys, stored = embed_once(args, folder, inhouse + heldout)
     snapshot = stored.copy()
     vectors = dict(zip(keys, stored, strict=True))
     heldout_images = np.stack([vectors[k] for k, _ in heldout])
@@ -120,12 +137,7 @@ def main(argv: list[str] | None = None) -> None:
             pairs = write_pairs(tmp / f"inhouse{size}.tsv", shuffled[:size])
             for mode in args.modes:
                 name = f"{mode.replace(':', '')}-{size}"
-                config = TrainConfig(captions=pairs, image_vectors=npz, model=args.model, name=name, train=mode,
-                                     epochs=args.epochs, seed=args.seed, device="cpu")
-                bundle = models.create(args.model, device="cpu")
-                result = train(config, image_vectors=NpzVectorSource(npz, dim=bundle.dim), bundle=bundle,
-                               home=tmp / "home", progress=False)
-                assert result.locked_check["identical"] and result.image_tower_id == tower_id
+                bundle, result = tune(args, pairs, npz, mode, name, tmp / "home", tower_id)
                 after = heldout_recall(bundle, heldout_captions, heldout_images)
                 val = (result.metrics_before or {}).get("t2i_r1"), (result.metrics_after or {}).get("t2i_r1")
                 rows.append((mode, str(size), result.best_epoch, after, val, result.train_size["pairs"]))
@@ -145,16 +157,10 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def by_photo(args: argparse.Namespace, folder: Path) -> None:
-    """`--protocol photos`: k-fold by photo within the held-out half; mean over folds."""
-    from models.train import NpzVectorSource, TrainConfig, train
-
+    """`--protocol photos`: k-fold by photo within the held-out half; pooled over folds."""
     inhouse = read_pairs(folder / "inhouse_heldout.tsv")
     heldout = read_pairs(folder / "heldout.tsv")
-    torch.manual_seed(args.seed)
-    base = models.create(args.model, device="cpu")
-    base.model.eval()
-    keys = list(dict.fromkeys([k for k, _ in heldout] + [k for k, _ in inhouse]))
-    stored = encode_images(base, [folder / k for k in keys])  # the "index": embedded once, never again
+    base, keys, stored = embed_once(args, folder, heldout + inhouse)
     snapshot = stored.copy()
     row = {k: i for i, k in enumerate(keys)}
     caption_of = dict(heldout)
@@ -178,13 +184,8 @@ def by_photo(args: argparse.Namespace, folder: Path) -> None:
                 pairs = write_pairs(tmp / f"f{fold}-{size}.tsv", pool[:size])
                 train_sizes[size].append(len(pool[:size]))
                 for mode in args.modes:
-                    config = TrainConfig(captions=pairs, image_vectors=npz, model=args.model, train=mode,
-                                         name=f"{mode.replace(':', '')}-{size}-f{fold}", epochs=args.epochs,
-                                         seed=args.seed, device="cpu")
-                    bundle = models.create(args.model, device="cpu")
-                    result = train(config, image_vectors=NpzVectorSource(npz, dim=bundle.dim), bundle=bundle,
-                                   home=tmp / "home", progress=False)
-                    assert result.locked_check["identical"] and result.image_tower_id == tower_id
+                    bundle, _ = tune(args, pairs, npz, mode, f"{mode.replace(':', '')}-{size}-f{fold}",
+                                     tmp / "home", tower_id)
                     after = gallery_recall(bundle, captions, own, stored, gallery_captions)
                     results.setdefault((mode, size), []).append(after)
                     print(f"fold {fold} {mode} {size}: T→I R@1 {base_scores[-1][1]:.1f} → {after[1]:.1f}",

@@ -8,8 +8,9 @@ Two spaces (indexer.stores.vectors): a query made of images only ("more like thi
 vector when the collection has one for every photo, because what a photo looks like is what such a query asks for and
 the text-aligned space can be too coarse for it (offline-lite's puts unrelated photos at cos 0.9), with its parts
 reweighted for neighbours (`models.visual.like_vector`: features over thumbnails) and judged by the `visual`
-relevance thresholds fitted in that same space; a query with any text ranks in the text-aligned space. Near-duplicates are folded by their visual vectors (search.dedupe), so a
-resized copy folds and a different photo of the same kind of thing does not. An index whose photos do not all have
+relevance thresholds fitted in that same space; a query with any text ranks in the text-aligned space.
+Near-duplicates are folded by their visual vectors (search.dedupe), so a resized copy folds and a different photo of
+the same kind of thing does not. An index whose photos do not all have
 a visual vector yet (an older index being upgraded) keeps answering image queries in the text-aligned space.
 
 Words (`mode`): a text query also looks for its words among the words people gave their photos (search.lexical:

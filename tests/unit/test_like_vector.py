@@ -1,4 +1,4 @@
-"""models.visual.like_vector: "more like this" reweights a visual query part by part, on the stored vectors as they are."""
+"""models.visual.like_vector: "more like this" reweights a visual query by part; stored vectors stay as they are."""
 
 from __future__ import annotations
 
