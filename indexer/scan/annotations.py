@@ -96,9 +96,18 @@ def sidecar_photos(sidecar: str | os.PathLike[str]) -> list[str]:
 
 
 def _sidecar_paths(photo: str) -> list[Path]:
+    """The sidecars that exist. Never raises: a photo whose name is 252-255 bytes long cannot have `<name>.xmp`
+    beside it (the file system says ENAMETOOLONG to the mere question), and that must not stop its indexing."""
     path = Path(photo)
     candidates = [path.with_name(path.name + ".xmp"), path.with_suffix(".xmp")]
-    return [c for c in dict.fromkeys(candidates) if c != path and c.is_file()]
+    found = []
+    for candidate in dict.fromkeys(candidates):
+        try:
+            if candidate != path and candidate.is_file():
+                found.append(candidate)
+        except (OSError, ValueError):  # a name too long for the sidecar's, a NUL byte: no sidecar
+            continue
+    return found
 
 
 def _from_xmp(data: bytes, name: str) -> Annotations:

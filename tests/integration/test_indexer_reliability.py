@@ -326,6 +326,23 @@ def test_names_that_are_not_utf8_are_indexed_stored_and_shown_losslessly(tmp_pat
     assert status.returncode == 0 and "\\xe9t\\xe9/broken.jpg" in status.stdout, status.stderr
 
 
+def test_a_name_too_long_for_a_sidecar_beside_it_is_indexed_with_its_neighbours(tmp_path):
+    """Found by a breaker pass: a photo named with 252-255 bytes made the `<name>.xmp` sidecar lookup raise
+    ENAMETOOLONG, which ended the scan (and made the watcher retry the batch forever); the good photos beside it
+    stayed pending."""
+    root = _library(tmp_path / "photos", 2)
+    longest = root / ("c" * 251 + ".jpg")  # 255 bytes: the longest name the file system allows
+    write_jpeg(longest, size=(64, 48), seed=41)
+    svc = make_service(tmp_path / "home", root)
+    try:
+        report = svc.scan()
+        assert report.embedded == 3 and report.failed == 0
+        assert _status(svc, longest) == "indexed" and _status(svc, root / "p1.jpg") == "indexed"
+        assert_consistent(svc)
+    finally:
+        svc.close()
+
+
 def test_watch_follows_names_that_are_not_utf8(tmp_path):
     root = _library(tmp_path / "photos", 1)
     svc = make_service(tmp_path / "home", root)
