@@ -28,7 +28,7 @@ from indexer.scan.hashing import content_hash
 from indexer.scan.sync import PayloadSync
 from indexer.scan.thumbnails import make_thumbnail, thumbnail_path
 from indexer.stores.catalog import Catalog
-from indexer.stores.records import ContentInfo
+from indexer.stores.records import UNREADABLE, ContentInfo
 
 log = logging.getLogger(__name__)
 
@@ -115,7 +115,7 @@ class Pipeline:
         except FileNotFoundError:
             return Prepared(path, vanished=True)  # moved/deleted between the event and now: not a failure
         except OSError as err:
-            return Prepared(path, error=f"unreadable: {err.strerror or err}")
+            return Prepared(path, error=f"{UNREADABLE}{err.strerror or err}")
         except Exception as err:  # a bug in a decoder plugin or in metadata parsing must stay one file's problem
             log.warning("unexpected error preparing %r", path, exc_info=True)
             return Prepared(path, error=f"unexpected error: {type(err).__name__}: {err}"[:500])

@@ -17,7 +17,7 @@ from indexer.scan.sync import PayloadSync
 from indexer.scan.walk import FileFilter, walk
 from indexer.stores.catalog import Catalog
 from indexer.stores.catalog_schema import utc_now
-from indexer.stores.records import SeenFile
+from indexer.stores.records import UNREADABLE, SeenFile
 
 log = logging.getLogger(__name__)
 
@@ -88,7 +88,9 @@ class Reconciler:
         indexed = [r for r in records if r.status == "indexed" and r.content_hash]
         lacking = self.catalog.missing_embeddings({r.content_hash for r in indexed}, collection)
         for record in records:
-            if record.status == "pending" or (record.status == "indexed" and record.content_hash in lacking):
+            unreadable = record.status == "failed" and (record.error or "").startswith(UNREADABLE)  # retried
+            lost = record.status == "indexed" and record.content_hash in lacking
+            if record.status == "pending" or unreadable or lost:
                 result.candidates.append(record.path)
             else:
                 result.unchanged += 1

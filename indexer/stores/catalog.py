@@ -97,7 +97,7 @@ class Catalog(schema.Database):
 
         A new path, or one whose size or mtime changed, becomes 'pending' (and forgets its hash: the bytes may
         differ). A deleted path that reappears becomes 'pending' again. An unchanged file keeps its status, so a
-        'failed' file is not retried until it changes.
+        'failed' file is not retried until it changes (the reconciler retries `records.UNREADABLE` failures).
         """
         latest = {item.path: item for item in seen}
         now = _now()

@@ -18,6 +18,10 @@ TagSource = Literal["zero-shot", "manual"]
 FILE_STATUSES: tuple[FileStatus, ...] = ("pending", "indexed", "failed", "deleted")
 COLLECTION_STATUSES: tuple[CollectionStatus, ...] = ("building", "ready", "retired")
 TAG_SOURCES: tuple[TagSource, ...] = ("zero-shot", "manual")
+# A failure whose reason starts with this is the file system's (permission denied, an I/O error), not the bytes':
+# fixing it (`chmod`) changes neither size nor mtime, so such a file is retried on every scan and event instead of
+# waiting for the file to change.
+UNREADABLE = "unreadable: "
 
 
 @dataclass(frozen=True)

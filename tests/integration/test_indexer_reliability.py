@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import stat
 import subprocess
@@ -341,6 +342,40 @@ def test_a_name_too_long_for_a_sidecar_beside_it_is_indexed_with_its_neighbours(
         assert_consistent(svc)
     finally:
         svc.close()
+
+
+def _without_read_override(args: list[str]) -> list[str]:
+    """Run as root, a command ignores file permissions; `setpriv` drops that power so `chmod 000` bites."""
+    if os.geteuid() != 0:
+        return args
+    if not shutil.which("setpriv"):
+        pytest.skip("running as root without setpriv: file permissions cannot be made to bite")
+    caps = "-dac_override,-dac_read_search"
+    return ["setpriv", f"--bounding-set={caps}", f"--inh-caps={caps}", *args]
+
+
+def test_a_permission_failure_is_retried_once_the_permission_is_fixed(tmp_path):
+    """Found by a breaker pass: "unreadable: Permission denied" stayed failed after `chmod 644`, because a failed
+    file waits for its size or mtime to change and chmod changes neither."""
+    root = _library(tmp_path / "photos", 2)
+    locked = root / "locked.jpg"
+    write_jpeg(locked, size=(64, 48), seed=51)
+    home = tmp_path / "home"
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    scan = _without_read_override([sys.executable, "-m", "indexer", str(root), "--model", "test-tiny",
+                                   "--home", str(home)])
+    locked.chmod(0)
+    try:
+        first = subprocess.run(scan, capture_output=True, text=True, env=env, timeout=180)
+    finally:
+        locked.chmod(0o644)
+    assert first.returncode == 0, first.stderr
+    status = json.loads(_cli("indexer", "status", "--json", home=home).stdout)
+    assert status["files"]["failed"] == 1 and status["files"]["indexed"] == 2, status["files"]
+    again = subprocess.run(scan, capture_output=True, text=True, env=env, timeout=180)
+    assert again.returncode == 0, again.stderr
+    status = json.loads(_cli("indexer", "status", "--json", home=home).stdout)
+    assert status["files"]["indexed"] == 3 and status["files"].get("failed", 0) == 0, status["files"]
 
 
 def test_watch_follows_names_that_are_not_utf8(tmp_path):
