@@ -104,9 +104,19 @@ def main(argv: list[str] | None = None) -> int:
     if getattr(engine.backend, "asleep", False):  # say why this one query takes seconds, not milliseconds
         print("waking the indexer: it let its model go after a quiet spell, and loads it again (a few seconds)",
               file=sys.stderr)
+    from indexer.owner.client import OwnerRequestError
+
     try:
         page = engine.search(query, filter=filter_from(args), limit=args.limit, offset=args.offset,
                              min_score=args.min_score, collapse_duplicates=not args.no_collapse, mode=args.mode)
+    except OwnerRequestError as err:  # the owner refused (422: an image it cannot decode): its words, one line
+        print(f"error: {err.detail}", file=sys.stderr)
+        return 2 if err.status == 422 else 1
+    except (ValueError, OSError) as err:  # a query image that is not a photo (DecodeError), or a query that cancels out
+        reason = getattr(err, "reason", None)
+        print(f"error: the query image is not a photo Loupe can read ({reason})" if reason else f"error: {err}",
+              file=sys.stderr)
+        return 2
     finally:
         engine.close()
     print(json.dumps(page.to_json(), indent=2) if args.json else render(page))

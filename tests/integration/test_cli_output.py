@@ -130,6 +130,30 @@ def test_search_prints_a_table_by_default_and_json_with_json(owner, capsys):
     assert page["query"] == "red" and len(page["results"]) == 3
 
 
+def test_a_broken_query_image_is_one_line_through_the_owner_and_without_it(owner, tmp_path, capsys):
+    """Found by a breaker pass: `search --like` on a truncated or empty file printed a traceback (DecodeError in
+    process, OwnerRequestError through an owner)."""
+    from search.cli import main as search_main
+
+    truncated = tmp_path / "IMG_0001.jpg"
+    truncated.write_bytes((owner.photos / "red.jpg").read_bytes()[:200])
+    empty = tmp_path / "IMG_0002.jpg"
+    empty.write_bytes(b"")
+    for broken in (truncated, empty):
+        assert search_main(["--like", str(broken), "--home", str(owner.home), "--json"]) == 2
+        captured = capsys.readouterr()
+        assert captured.out == "" and "Traceback" not in captured.err
+        assert captured.err.startswith("error: ") and len(captured.err.strip().splitlines()) == 1, captured.err
+    # without an owner: the search opens the home itself and decodes in process (a copy of the index, unowned)
+    import shutil
+
+    home = tmp_path / "copy"
+    shutil.copytree(owner.home, home, ignore=shutil.ignore_patterns("owner*", "*.lock"))
+    assert search_main(["--like", str(truncated), "--home", str(home)]) == 2
+    captured = capsys.readouterr()
+    assert "not a photo Loupe can read" in captured.err and "Traceback" not in captured.err, captured.err
+
+
 def test_tag_xmp_removes_stale_sidecars_it_wrote_and_never_a_persons(owner, capsys):
     from search.tag import main as tag_main
     from search.xmp import sidecar_path, written_by_loupe
