@@ -140,9 +140,10 @@ class IndexerService:
         self.roots = self.roots + new
         self.reconciler.roots = self.roots
         if new and self._watcher is not None:
-            observer, handler = self._watcher
+            _, handler = self._watcher
+            handler.roots = self.roots  # its filter and its root guard follow the new ones too
             for root in new:
-                observer.schedule(handler, str(root), recursive=True, follow_symlink=self.rules.follow_symlinks)
+                handler.guard.schedule(root)
         if new and self.on_roots_added is not None:
             self.on_roots_added(new)
 

@@ -3,13 +3,22 @@
 Move events are not trusted on their own (a rename into a new subfolder has arrived as deleted + created here):
 both ends of a move are simply touched, and identity by content hash turns either shape into "same photo, new
 path". Folder events touch the folder, which the indexer reconciles as a unit.
+
+A watched root itself can go away and come back: renamed away and back, a drive unmounted and mounted again, a
+folder deleted and restored. inotify has nothing to say about what changed meanwhile (a watch follows the folder's
+inode, and reports what happens in the renamed folder under the old, now wrong, path), so `RootGuard` looks at
+every root every few seconds; one that comes back is rescanned as a whole (its folder is touched), and watched
+afresh when it came back as another folder (another inode or device).
 """
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import logging
 import os
+import stat
+import threading
 from pathlib import Path
 
 from watchdog.events import FileSystemEvent, FileSystemEventHandler
@@ -19,6 +28,7 @@ from indexer.scan.settle import SettleQueue
 from indexer.scan.walk import FileFilter
 
 log = logging.getLogger(__name__)
+ROOT_CHECK_S = 5.0  # how often RootGuard looks at the roots (a stat each)
 
 
 class WatchLimitError(RuntimeError):
@@ -57,15 +67,78 @@ def start_observer(roots: tuple[Path, ...], queue: SettleQueue, rules: FileFilte
 
         observer = Observer()
     handler = _Handler(queue, rules, roots)
+    guard = handler.guard = RootGuard(observer, handler, queue)
     try:
         for root in roots:
-            observer.schedule(handler, str(root), recursive=True, follow_symlink=rules.follow_symlinks)
+            guard.schedule(root)
         observer.start()
     except OSError as err:
         if err.errno in (errno.ENOSPC, errno.EMFILE):
             raise WatchLimitError(_limit_message()) from err
         raise
+    guard.start()
     return observer, handler
+
+
+def _identity(root: Path) -> tuple[int, int] | None:
+    """(device, inode) of a root that is a folder now; None when it is gone (or not a folder)."""
+    try:
+        info = os.stat(root)
+    except OSError:
+        return None
+    return (info.st_dev, info.st_ino) if stat.S_ISDIR(info.st_mode) else None
+
+
+class RootGuard(threading.Thread):
+    """Notices roots that went away and came back (module docstring); lives as long as its observer."""
+
+    def __init__(self, observer, handler: _Handler, queue: SettleQueue, interval: float | None = None):
+        super().__init__(name="loupe-root-guard", daemon=True)
+        self.observer, self.handler, self.queue = observer, handler, queue
+        self.interval = ROOT_CHECK_S if interval is None else interval
+        self.seen: dict[Path, tuple[int, int] | None] = {}  # identity at the last look
+        self.watched: dict[Path, tuple[object, tuple[int, int] | None]] = {}  # (watchdog watch, identity it holds)
+        self.returns = 0  # roots that came back (for tests and the log)
+
+    def schedule(self, root: Path) -> None:
+        """Watch `root` (recursively); also how `Supervisor._watch_more` adds a root."""
+        identity = _identity(root)
+        watch = self.observer.schedule(self.handler, str(root), recursive=True,
+                                       follow_symlink=self.handler.rules.follow_symlinks)
+        self.watched[root], self.seen[root] = (watch, identity), identity
+
+    def run(self) -> None:
+        stopped = threading.Event()
+        while not stopped.wait(self.interval) and self.observer.is_alive():
+            try:
+                self.check()
+            except Exception:  # a guard that dies would leave the roots unguarded without a word
+                log.warning("checking the watched roots failed; trying again in %.0f s", self.interval, exc_info=True)
+
+    def check(self) -> list[Path]:
+        """Look at every root once; the roots that came back (each touched for a rescan) are returned."""
+        back = []
+        for root in tuple(self.handler.roots):
+            now = _identity(root)
+            before = self.seen.get(root, now)
+            self.seen[root] = now
+            if now == before:
+                continue
+            if now is None:
+                log.warning("%s is gone (moved, deleted or unmounted): its photos stay indexed; watching for it to "
+                            "come back", root)
+                continue
+            log.warning("%s is back: rescanning it for what changed while it was away", root)
+            watch, holds = self.watched.get(root, (None, None))
+            if holds != now:  # another folder now stands at this path: the old watch follows the old one
+                if watch is not None:
+                    with contextlib.suppress(KeyError, OSError):  # already dropped by watchdog
+                        self.observer.unschedule(watch)
+                self.schedule(root)
+            self.queue.touch_folder(root)
+            self.returns += 1
+            back.append(root)
+        return back
 
 
 def _limit_message() -> str:

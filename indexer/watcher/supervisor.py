@@ -130,8 +130,7 @@ class Supervisor:
         self.roots += new
         self._handler.roots = self.roots
         for root in new:
-            self._observer.schedule(self._handler, str(root), recursive=True,
-                                    follow_symlink=self._rules.follow_symlinks)
+            self._handler.guard.schedule(root)
 
     def _deliver(self, files: list[Path], folders: list[Path]) -> None:
         """Hand settled events to the worker, starting one if none runs; kept for the next try if that fails."""

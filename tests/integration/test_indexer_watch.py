@@ -138,3 +138,47 @@ def _wait_some_indexed(db: Path, proc: subprocess.Popen) -> None:
             pass
         time.sleep(0.05)
     pytest.fail("nothing got indexed")
+
+
+@pytest.mark.parametrize("poll", [None, 0.3], ids=["inotify", "poll"])
+def test_a_root_that_goes_away_and_comes_back_is_rescanned_and_watched_again(tmp_path, monkeypatch, poll):
+    """Found by a breaker pass: a photo added while the watched root was renamed away (and back) was never indexed,
+    and nothing said the root was gone. Also a root deleted and made again (a new folder at the same path, as a
+    remounted drive is): what it holds is indexed, and later photos in it are followed."""
+    import shutil
+
+    from indexer.scan import watch as watch_module
+
+    monkeypatch.setattr(watch_module, "ROOT_CHECK_S", 0.3)
+    root = tmp_path / "photos"
+    (root / "album").mkdir(parents=True)
+    write_jpeg(root / "album" / "first.jpg", size=(64, 64), color="red")
+    svc = make_service(tmp_path / "home", root, poll=poll)
+    svc.scan()
+    thread = threading.Thread(target=svc.watch, daemon=True)
+    thread.start()
+    try:
+        wait_for(lambda: svc.watching)
+        name = svc.collection.name
+        away = tmp_path / "photos-away"
+        root.rename(away)
+        time.sleep(1.0)  # the guard sees it gone
+        write_jpeg(away / "album" / "while-away.jpg", size=(64, 64), color="blue")
+        time.sleep(1.0)
+        away.rename(root)
+        wait_for(lambda: svc.store.count(name) == 2)
+        assert str(root / "album" / "while-away.jpg") in sum(stored(svc).values(), [])
+        # deleted and made again: another folder at the same path
+        shutil.rmtree(root)
+        time.sleep(1.0)
+        (root / "album").mkdir(parents=True)
+        write_jpeg(root / "album" / "restored.jpg", size=(64, 64), color="green")
+        wait_for(lambda: str(root / "album" / "restored.jpg") in sum(stored(svc).values(), []))
+        write_jpeg(root / "later.jpg", size=(64, 64), color="gold")  # only a fresh watch sees this one
+        wait_for(lambda: str(root / "later.jpg") in sum(stored(svc).values(), []))
+        assert svc._watcher[1].guard.returns >= 2
+    finally:
+        svc.stop.set()
+        thread.join(timeout=10)
+        svc.close()
+    assert not thread.is_alive()
