@@ -165,7 +165,9 @@ def summarize(photos: list[PhotoTags], folder: str, bar: float = 0.0) -> dict:
 
 
 def render_summary(tree: dict, depth: int = 0) -> str:
-    name = tree["folder"] if depth == 0 else os.path.basename(tree["folder"])
+    from indexer.stores.fsnames import display  # odd names print as \\xNN on one line
+
+    name = display(tree["folder"] if depth == 0 else os.path.basename(tree["folder"]))
     top = " · ".join(f"{tag} {n}" for tag, n in list(tree["tags"].items())[:SUMMARY_TAGS]) or "(no tags)"
     photos = f"{tree['photos']} photo{'' if tree['photos'] == 1 else 's'}"
     lines = [f"{'  ' * depth}{name}/  {photos}, {tree['tagged']} tagged  {top}"]
@@ -174,7 +176,9 @@ def render_summary(tree: dict, depth: int = 0) -> str:
 
 
 def render_photos(photos: list[PhotoTags], folder: str) -> str:
-    rows = [(os.path.relpath(photo.paths[0], folder) if photo.paths else photo.content_hash[:12],
+    from indexer.stores.fsnames import display  # odd names print as \\xNN on one line
+
+    rows = [(display(os.path.relpath(photo.paths[0], folder)) if photo.paths else photo.content_hash[:12],
              ", ".join(f"{tag} {p:.2f}" for tag, p in photo.tags.items()) or "-") for photo in photos]
     width = min(max((len(path) for path, _ in rows), default=4), 60)
     return "\n".join([f"{'photo':{width}}  tags"] + [f"{path:{width}}  {tags}" for path, tags in rows])

@@ -62,5 +62,7 @@ def from_text(text: str) -> str:
 
 
 def display(path: str) -> str:
-    """Either form → a printable string: undecodable bytes as \\xNN (like `ls -b`)."""
-    return os.fsencode(from_text(path)).decode("utf-8", "backslashreplace")
+    """Either form → a printable string on one line: undecodable bytes as \\xNN (like `ls -b`), and control
+    characters escaped the same way (a name holding a newline must not break a table's rows)."""
+    text = os.fsencode(from_text(path)).decode("utf-8", "backslashreplace")
+    return "".join(f"\\x{ord(c):02x}" if ord(c) < 32 or ord(c) == 127 else c for c in text)

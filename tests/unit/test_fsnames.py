@@ -34,4 +34,6 @@ def test_prefixes_are_kept_so_folder_queries_work():
 def test_display_and_as_text():
     path = os.fsdecode(b"/p/caf\xe9.jpg")
     assert display(path) == display(to_text(path)) == "/p/caf\\xe9.jpg"
+    assert display("/p/two\nlines\t.jpg") == "/p/two\\x0alines\\x09.jpg"  # one table row, whatever the name
+    assert display("/p/café ü.jpg") == "/p/café ü.jpg"  # printable text is left as it is
     assert as_text(path) == to_text(path) and as_text(to_text(path)) == to_text(path)
