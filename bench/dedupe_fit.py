@@ -257,8 +257,10 @@ def as_unit_hash(bits: np.ndarray) -> np.ndarray:
     return (bits.astype(np.float32) * 2 - 1) / np.sqrt(len(bits))
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.dedupe_fit", description=__doc__.split("\n")[0])
+def photoset_main(prog: str, doc: str, report_fn, argv: list[str] | None = None) -> int:
+    """The command line of the benches that embed photo-set photos (this one, bench.like_fit): `--model`, `--dir`,
+    `--refresh`; prints `report_fn(model, root, refresh)`."""
+    parser = argparse.ArgumentParser(prog=prog, description=doc.split("\n")[0])
     parser.add_argument("--model", default="offline-lite")
     parser.add_argument("--dir", type=Path, help="photo set folder (default: bench.data.photoset.default_dir())")
     parser.add_argument("--refresh", action="store_true", help="recompute the cached vectors")
@@ -267,8 +269,12 @@ def main(argv: list[str] | None = None) -> int:
 
     root = (args.dir or photoset.default_dir()).expanduser()
     photoset.materialize(root, download=False)  # reuses an intact copy; writes what is missing
-    print(report(args.model, root, args.refresh))
+    print(report_fn(args.model, root, args.refresh))
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return photoset_main("python -m bench.dedupe_fit", __doc__, report, argv)
 
 
 if __name__ == "__main__":

@@ -19,7 +19,6 @@ decode and the model's one forward pass (bench.dedupe_fit.load_vectors, cached i
 
 from __future__ import annotations
 
-import argparse
 import sys
 from collections import defaultdict
 from pathlib import Path
@@ -132,18 +131,9 @@ def _weights(weights: dict[str, float]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.like_fit", description=__doc__.split("\n")[0])
-    parser.add_argument("--model", default="offline-lite")
-    parser.add_argument("--dir", type=Path, help="photo set folder (default: bench.data.photoset.default_dir())")
-    parser.add_argument("--refresh", action="store_true", help="recompute the cached vectors")
-    args = parser.parse_args(argv)
-    from bench.data import photoset
+    from bench.dedupe_fit import photoset_main
 
-    root = args.dir or photoset.default_dir()
-    if not (root / "dev.tsv").is_file():
-        photoset.materialize(root)
-    print(report(args.model, root, args.refresh))
-    return 0
+    return photoset_main("python -m bench.like_fit", __doc__, report, argv)
 
 
 if __name__ == "__main__":
