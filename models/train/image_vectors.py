@@ -53,13 +53,22 @@ class NpzVectorSource:
 
     def vectors_for(self, keys: list[str]) -> dict[str, np.ndarray]:
         found = {k: self._vectors[k] for k in keys if k in self._vectors}
-        self.skipped.update({k: f"key not in {self.path.name}" for k in keys if k not in found})
+        missing = [k for k in keys if k not in found and k not in self.skipped]  # (bad rows keep their reason)
+        self.skipped.update({k: f"key not in {self.path.name}" for k in missing})
         return found
 
     def _check(self, dim: int | None) -> None:
         for key, vector in self._vectors.items():
             if vector.ndim != 1 or (dim is not None and vector.shape[0] != dim):
                 raise ValueError(f"{self.path}: vector {key!r} has shape {vector.shape}, the model needs ({dim},)")
+        # A NaN or all-zero row would turn the loss into NaN and every saved weight with it: such a row is one bad
+        # row, skipped (and reported with the run's other skips), never trained on.
+        for key in [k for k, v in self._vectors.items() if not np.isfinite(v).all()]:
+            self.skipped[key] = f"its vector in {self.path.name} is not finite (NaN or inf)"
+            del self._vectors[key]
+        for key in [k for k, v in self._vectors.items() if float(np.linalg.norm(v)) < 1e-6]:
+            self.skipped[key] = f"its vector in {self.path.name} is all zeros"
+            del self._vectors[key]
         bad = [k for k, v in self._vectors.items() if abs(float(np.linalg.norm(v)) - 1.0) > UNIT_NORM_TOLERANCE]
         if bad:
             log.info("%s: normalising %d vectors that were not unit length", self.path.name, len(bad))

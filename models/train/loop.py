@@ -30,6 +30,10 @@ from models.train.trainable import parameter_groups
 GRAD_CLIP_NORM = 1.0  # as in the LiT and CLIP training configs
 
 
+class TrainingDiverged(RuntimeError):
+    """The loss stopped being a number: the run ends before its weights (NaN by then) can be saved or promoted."""
+
+
 def contrastive_loss(model: LitModel, image_vectors: torch.Tensor, text_vectors: torch.Tensor) -> torch.Tensor:
     """Symmetric InfoNCE (CLIP, Radford et al. 2021; LiT): cross-entropy image→text and text→image, averaged.
 
@@ -96,6 +100,11 @@ class Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         for i, batch in enumerate(bar):
             loss = self._micro_step(batch)
+            if not math.isfinite(loss):
+                bar.close()
+                raise TrainingDiverged(
+                    f"the loss became {loss} in epoch {epoch} (batch {i + 1} of {len(batches)}); nothing of this "
+                    "epoch was saved. Try a lower --lr, or check the image vectors and captions it trained on")
             if (i + 1) % self.config.accum_steps == 0 or i + 1 == len(batches):
                 self._optimizer_step()
             total_loss += loss * len(batch)

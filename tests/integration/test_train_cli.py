@@ -187,6 +187,41 @@ def test_precomputed_vectors_by_key(tmp_path):
     assert result["name"].startswith("test-tiny-") and Path(result["output"]).is_dir()
 
 
+def _class_vectors(tmp_path: Path, vectors: np.ndarray) -> tuple[Path, Path]:
+    keys = [f"class:{name}" for name in COLOURS]
+    np.savez(tmp_path / "classes.npz", keys=np.array(keys), vectors=vectors)
+    rows = [{"image": k, "caption": [t.format(k[6:]) for t in TEMPLATES]} for k in keys]
+    (tmp_path / "classes.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    return tmp_path / "classes.jsonl", tmp_path / "classes.npz"
+
+
+def test_a_nan_or_zero_image_vector_is_a_skipped_row_not_nan_weights(tmp_path):
+    """Found by a breaker pass: one NaN row in --image-vectors made the loss NaN, and the run saved NaN weights
+    with exit 0 (a promoted version then found nothing at all)."""
+    vectors = np.random.default_rng(1).standard_normal((len(COLOURS), 32)).astype(np.float32)
+    vectors[0] = np.nan
+    vectors[1] = 0.0
+    captions, npz = _class_vectors(tmp_path, vectors)
+    code, result = run_cli(captions, "--image-vectors", npz, "--home", tmp_path / "home", "--model", "test-tiny",
+                           "--train", "head", "--epochs", "2", "--val-fraction", "0", "--quiet", "--json")
+    assert code == 0 and result["status"] == "finished"
+    assert result["train_size"] == {"pairs": 18, "images": 6}  # the two bad rows' 6 captions were skipped
+    reasons = [problem["reason"] for problem in result["data"][0]["problems"]]
+    assert any("not finite" in r for r in reasons) and any("all zeros" in r for r in reasons), reasons
+    weights = load_file(str(Path(result["output"]) / "model.safetensors"))
+    assert all(torch.isfinite(w).all() for w in weights.values())
+
+
+def test_a_loss_that_stops_being_a_number_ends_the_run_without_saving(tmp_path, capsys):
+    captions, npz = _class_vectors(tmp_path, np.random.default_rng(2).standard_normal((len(COLOURS), 32)))
+    code, _ = run_cli(captions, "--image-vectors", npz, "--home", tmp_path / "home", "--model", "test-tiny",
+                      "--train", "whole", "--epochs", "3", "--lr", "1e30", "--val-fraction", "0", "--quiet",
+                      "--name", "diverged")
+    err = capsys.readouterr().err
+    assert code == 1 and "the loss became nan" in err.lower() and "--lr" in err, err
+    assert "diverged" not in [v.name for v in versions.list_versions(tmp_path / "home")]
+
+
 def test_user_errors_exit_2_with_a_message(tuned, data, capsys):
     home, _ = tuned
     assert run_cli(data / "train.csv", "--home", home, "--name", "colours", "--model", "test-tiny")[0] == 2
