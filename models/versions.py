@@ -28,6 +28,7 @@ log = logging.getLogger(__name__)
 ACTIVE_FILE = "active.json"
 ACTIVE_FORMAT = "loupe-active-text-towers"
 MIN_PROMOTE_PAIRS = 100  # below this, validation on a 10% split is a handful of captions: too few to judge
+MIN_PROMOTE_VAL_PAIRS = 10  # a validation of fewer captions (a --val file, or a split) cannot tell a gain from luck
 
 
 class PromoteRefused(ValueError):
@@ -46,6 +47,7 @@ class VersionInfo:
     metrics_before: dict | None = None  # validation metrics of the base model, same split
     train_pairs: int | None = None  # None: not recorded (versions saved by older Loupe)
     val_pairs: int | None = None
+    val_shared: int | None = None  # validation images the training captions hold too (None: not recorded)
 
     def promote_problems(self) -> list[str]:
         """Why promoting this version is a gamble (empty when its validation says it helps)."""
@@ -54,7 +56,13 @@ class VersionInfo:
             problems.append("it was trained without validation, so nobody measured whether it helps")
         if self.train_pairs is not None and self.train_pairs < MIN_PROMOTE_PAIRS:
             problems.append(f"it was trained on only {self.train_pairs} caption pairs (fewer than "
-                            f"{MIN_PROMOTE_PAIRS}: its validation is too small to judge)")
+                            f"{MIN_PROMOTE_PAIRS}: too few to learn from, and its validation split too small to judge)")
+        if self.metrics and self.val_pairs is not None and self.val_pairs < MIN_PROMOTE_VAL_PAIRS:
+            problems.append(f"it was validated on only {self.val_pairs} captions (fewer than {MIN_PROMOTE_VAL_PAIRS}: "
+                            "a gain that small a sample shows may be luck)")
+        if self.metrics and self.val_shared:
+            problems.append(f"{self.val_shared} of its validation images are also in its training captions, so its "
+                            "validation recall says little about photos it never saw")
         if self.metrics and self.metrics_before and \
                 self.metrics.get("t2i_r1", 0.0) < self.metrics_before.get("t2i_r1", 0.0):
             problems.append(f"its validation T→I R@1 fell from {100 * self.metrics_before['t2i_r1']:.1f} to "
@@ -83,7 +91,8 @@ def list_versions(home: Path) -> list[VersionInfo]:
         out.append(VersionInfo(path.name, path, config["image_tower_id"], config["base"]["preset"],
                                meta.get("created"), meta.get("metrics_after"), path.name in active_names,
                                meta.get("metrics_before"), (meta.get("train_size") or {}).get("pairs"),
-                               (meta.get("val_size") or {}).get("pairs")))
+                               (meta.get("val_size") or {}).get("pairs"),
+                               (meta.get("val_size") or {}).get("images_also_trained_on")))
     return sorted(out, key=lambda v: (v.created or "", v.name))
 
 
@@ -91,7 +100,8 @@ def promote(home: Path, name: str, *, force: bool = False) -> VersionInfo:
     """Make version `name` the active text tower for its image tower.
 
     Refuses (`PromoteRefused`) a version whose validation does not show that it helps — trained without
-    validation, on fewer than MIN_PROMOTE_PAIRS pairs, or worse than its base on validation T→I R@1 — unless
+    validation, on fewer than MIN_PROMOTE_PAIRS pairs, validated on fewer than MIN_PROMOTE_VAL_PAIRS captions or on
+    images it also trained on, or worse than its base on validation T→I R@1 — unless
     `force`; a forced promote of such a version is logged as a warning.
     """
     version = next((v for v in list_versions(home) if v.name == name), None)

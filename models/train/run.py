@@ -159,8 +159,13 @@ def save_version(bundle: ModelBundle, state: FitState, output: Path, metadata: d
     return save(bundle, output, parts="text", metadata=metadata)
 
 
-def _sizes(pairs) -> dict:
-    return {"pairs": len(pairs), "images": pairs.n_images}
+def _sizes(pairs, shared_with=None) -> dict:
+    """Pairs and images; with `shared_with` (the training set), also how many of these images it holds too (a
+    validation that shares them says little about new photos, and `--promote` refuses it without --force)."""
+    sizes = {"pairs": len(pairs), "images": pairs.n_images}
+    if shared_with is not None:
+        sizes["images_also_trained_on"] = len(set(pairs.image_keys) & set(shared_with.image_keys))
+    return sizes
 
 
 def _result(config: TrainConfig, bundle: ModelBundle, data: TrainingData, state: FitState, locked: dict,
@@ -171,7 +176,7 @@ def _result(config: TrainConfig, bundle: ModelBundle, data: TrainingData, state:
         image_tower_id=bundle.image_tower_id, data_fingerprint=data.fingerprint, epochs_completed=state.epoch,
         best_epoch=state.best_epoch, stopped_early=state.stopped_early, metrics_before=state.before,
         metrics_after=after, history=state.history, train_size=_sizes(data.train),
-        val_size=_sizes(data.val) if data.val is not None else None, locked_check=locked,
+        val_size=_sizes(data.val, data.train) if data.val is not None else None, locked_check=locked,
         data=[r.to_json() | {"problems": r.to_json()["problems"][:100]} for r in data.reports],
     )
 

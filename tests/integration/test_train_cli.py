@@ -91,7 +91,8 @@ def test_validation_recall_rises(tuned):
     assert after["i2t_r1"] >= before["i2t_r1"] + 0.2
     assert after["mean_recall"] >= before["mean_recall"] + 0.15
     assert len(result["history"]) == 6 and all("val" in h and h["pairs_per_s"] > 0 for h in result["history"])
-    assert result["train_size"] == {"pairs": 72, "images": 24} and result["val_size"] == {"pairs": 16, "images": 8}
+    assert result["train_size"] == {"pairs": 72, "images": 24} and result["val_size"] == {
+        "pairs": 16, "images": 8, "images_also_trained_on": 0}
 
 
 def test_image_tower_is_locked_and_unchanged(tuned):
@@ -210,6 +211,17 @@ def test_a_nan_or_zero_image_vector_is_a_skipped_row_not_nan_weights(tmp_path):
     assert any("not finite" in r for r in reasons) and any("all zeros" in r for r in reasons), reasons
     weights = load_file(str(Path(result["output"]) / "model.safetensors"))
     assert all(torch.isfinite(w).all() for w in weights.values())
+
+
+def test_validating_on_the_training_captions_is_recorded_and_guards_promotion(tmp_path, capsys):
+    captions, npz = _class_vectors(tmp_path, np.random.default_rng(3).standard_normal((len(COLOURS), 32)))
+    code, result = run_cli(captions, "--val", captions, "--image-vectors", npz, "--home", tmp_path / "home",
+                           "--model", "test-tiny", "--train", "head", "--epochs", "1", "--quiet", "--json",
+                           "--name", "selfval")
+    assert code == 0 and result["val_size"]["images_also_trained_on"] == 8
+    capsys.readouterr()
+    assert run_cli("--promote", "selfval", "--home", tmp_path / "home")[0] == 2
+    assert "also in its training captions" in capsys.readouterr().err
 
 
 def test_a_loss_that_stops_being_a_number_ends_the_run_without_saving(tmp_path, capsys):

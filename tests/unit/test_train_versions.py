@@ -91,8 +91,14 @@ def test_promote_refuses_unmeasured_versions_unless_forced(home, capsys):
              metrics_before={"t2i_r1": 0.6})
     _version(home, "good", "towerA", "2025-02-04T00:00:00", train_size={"pairs": 300},
              metrics_before={"t2i_r1": 0.3}, val_size={"pairs": 30})
+    # found by a breaker pass: validating on the training captions themselves (`--val train.tsv`) was promoted
+    _version(home, "selfval", "towerA", "2025-02-05T00:00:00", train_size={"pairs": 300},
+             metrics_before={"t2i_r1": 0.3}, val_size={"pairs": 104, "images": 8, "images_also_trained_on": 8})
+    _version(home, "fewval", "towerA", "2025-02-06T00:00:00", train_size={"pairs": 300},
+             metrics_before={"t2i_r1": 0.3}, val_size={"pairs": 4, "images": 4, "images_also_trained_on": 0})
     for name, reason in (("noval", "without validation"), ("tiny", "only 12 caption pairs"),
-                         ("worse", "fell from 60.0 to 50.0")):
+                         ("worse", "fell from 60.0 to 50.0"), ("selfval", "8 of its validation images are also in"),
+                         ("fewval", "validated on only 4 captions")):
         with pytest.raises(versions.PromoteRefused, match=reason):
             versions.promote(home, name)
         assert versions.active(home, "towerA") is None
