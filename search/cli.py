@@ -38,14 +38,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--unlike", action="append", default=[], type=Path, metavar="IMAGE", help="less like this image")
     f = p.add_argument_group("filters")
     f.add_argument("--folder", type=Path, help="only this folder and its subfolders")
-    f.add_argument("--after", help="taken on or after this date (YYYY-MM-DD or ISO 8601)")
-    f.add_argument("--before", help="taken before this date")
+    f.add_argument("--after", type=_date, help="taken on or after this date (YYYY-MM-DD or ISO 8601)")
+    f.add_argument("--before", type=_date, help="taken before this date")
     f.add_argument("--tag", action="append", default=[], help="has this tag (repeat: all of them)")
     f.add_argument("--any-tag", action="append", default=[], help="has any of these tags")
     f.add_argument("--type", action="append", default=[], metavar="EXT", help="file type, e.g. jpg, heic")
     f.add_argument("--camera", action="append", default=[], help="camera 'Make Model'")
-    p.add_argument("--limit", type=int, default=20)
-    p.add_argument("--offset", type=int, default=0)
+    p.add_argument("--limit", type=_bounded(1, MAX_LIMIT), default=20, help="results per page (default 20)")
+    p.add_argument("--offset", type=_bounded(0, MAX_OFFSET), default=0, help="results to skip (paging; default 0)")
     p.add_argument("--min-score", type=float, help="keep results with calibrated score ≥ this (0..1); "
                                                    "default: relevant ones only")
     p.add_argument("--no-collapse", action="store_true", help="show near-duplicates separately")
@@ -62,10 +62,37 @@ def parse_date(text: str | None) -> float | None:
     try:
         moment = datetime.fromisoformat(text)
     except ValueError:
-        raise SystemExit(f"error: not a date: {text!r} (use YYYY-MM-DD)") from None
+        raise ValueError(f"not a date: {text!r} (use YYYY-MM-DD)") from None
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=timezone.utc)
     return moment.timestamp()
+
+
+def _date(text: str) -> str:
+    """An argparse type: a date `parse_date` reads (checked when the arguments are parsed: exit 2)."""
+    try:
+        parse_date(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+    return text
+
+
+MAX_LIMIT, MAX_OFFSET = 10_000, 1_000_000  # beyond these a vector store cannot page (and no person reads)
+
+
+def _bounded(low: int, high: int):
+    """An argparse type: an integer in [low, high], else argparse's own one-line error (exit 2)."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"must be between {low} and {high:,}, not {value}")
+        return value
+
+    return parse
 
 
 def filter_from(args: argparse.Namespace) -> VectorFilter | None:

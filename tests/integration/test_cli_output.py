@@ -154,6 +154,21 @@ def test_a_broken_query_image_is_one_line_through_the_owner_and_without_it(owner
     assert "not a photo Loupe can read" in captured.err and "Traceback" not in captured.err, captured.err
 
 
+def test_paging_numbers_and_dates_out_of_range_are_refused_in_one_line(owner, capsys):
+    """Found by a breaker pass: --limit -3 and a 20-digit --offset ended in an OverflowError traceback, and
+    --offset -5 silently dropped the best results."""
+    from search.cli import main as search_main
+
+    for flags in (["--limit", "-3"], ["--limit", "0"], ["--offset", "-5"], ["--offset", "9" * 20],
+                  ["--limit", "many"], ["--after", "yesterday-ish"]):
+        with pytest.raises(SystemExit) as stop:
+            search_main(["red", "--home", str(owner.home), "--json", *flags])
+        captured = capsys.readouterr()
+        assert stop.value.code == 2 and captured.out == "" and "Traceback" not in captured.err, flags
+        last = captured.err.strip().splitlines()[-1]  # argparse: its usage, then one line naming the option
+        assert "error: argument " + flags[0] in last, captured.err
+
+
 def test_tag_xmp_removes_stale_sidecars_it_wrote_and_never_a_persons(owner, capsys):
     from search.tag import main as tag_main
     from search.xmp import sidecar_path, written_by_loupe
