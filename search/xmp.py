@@ -41,9 +41,13 @@ def sidecar_path(photo: str | os.PathLike[str]) -> Path:
 
 
 def write_sidecar(photo: str | os.PathLike[str], tags: Iterable[str]) -> Path:
-    """Create or merge `<photo>.xmp` so that its dc:subject holds `tags`; returns the sidecar's path."""
+    """Create or merge `<photo>.xmp` so that its dc:subject holds `tags`; returns the sidecar's path. A sidecar
+    nobody may write (no write bit at all: someone made it read-only) is left as it is (`XmpError`): the atomic
+    rename would replace it even so, since renaming needs only the folder's permission."""
     path = sidecar_path(photo)
     existing = path.read_bytes() if path.exists() else None
+    if existing is not None and not path.stat().st_mode & 0o222:
+        raise XmpError(f"{path} is read-only; left unchanged")
     _atomic_write(path, merge_subjects(existing, tags, name=str(path)))
     return path
 
@@ -118,8 +122,9 @@ def merge_subjects(existing: bytes | str | None, tags: Iterable[str], name: str 
     for li in container.findall(_q("rdf", "li")):
         if li.text in previous:
             container.remove(li)
-    kept = {li.text for li in container.findall(_q("rdf", "li"))}
-    added = [tag for tag in dict.fromkeys(tags) if tag not in kept]  # only what a person had not set already
+    kept = {(li.text or "").casefold() for li in container.findall(_q("rdf", "li"))}
+    # only what a person had not set already, whatever its case ("Family" set by hand: no "family" beside it)
+    added = [tag for tag in dict.fromkeys(tags) if tag.casefold() not in kept]
     _set_items(container, [li.text or "" for li in container.findall(_q("rdf", "li"))] + added)
     _set_items(auto, added)
     ET.indent(root, space=" ")
@@ -194,17 +199,35 @@ def _set_items(container: ET.Element, items: list[str]) -> None:
 
 
 def _atomic_write(path: Path, text: str) -> None:
-    mode = path.stat().st_mode & 0o7777 if path.exists() else None
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    """Write beside, then rename over: a reader sees the old sidecar or the new one, never half. The new file gets
+    the old one's mode, or for a new sidecar what any program's new file gets (0666 less the umask), never
+    mkstemp's private 0600 (digiKam or a file share running as another user must read it)."""
+    mode = path.stat().st_mode & 0o7777 if path.exists() else 0o666 & ~_umask()
+    try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as err:  # name the sidecar, not the temporary file nobody asked for
+        raise OSError(err.errno, f"cannot write {path}: {err.strerror}") from None
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as out:
             out.write(text)
             out.flush()
             os.fsync(out.fileno())
-        if mode is not None:
-            os.chmod(tmp, mode)
+        os.chmod(tmp, mode)
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+def _umask() -> int:
+    """The process umask, read without changing it where /proc tells it (setting it is process-wide)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    current = os.umask(0o022)
+    os.umask(current)
+    return current

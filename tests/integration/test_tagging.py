@@ -245,6 +245,35 @@ def test_cli_xmp_sidecars_merge_and_keep_other_fields(capsys, tiny_library):
     assert again[0] == "holiday" and set(again[1:]) <= set(VOCAB_B.split()) and len(again) == 3
 
 
+def test_xmp_sidecars_are_readable_by_others_and_a_read_only_one_is_left_alone(capsys, tiny_library):
+    """Found by a breaker pass: new sidecars were created 0600 (mkstemp), a sidecar someone made read-only was
+    replaced anyway (the rename needs only the folder's permission), and a person's "Holiday" gained "holiday"."""
+    import os
+
+    from search.xmp import merge_subjects
+
+    base, root, _ = tiny_library
+    photos = sorted(root.rglob("*.jpg"))
+    locked = sidecar_path(photos[1])
+    locked.write_text(DARKTABLE_SIDECAR)
+    locked.chmod(0o444)
+    before = locked.read_bytes()
+    sidecar_path(photos[0]).unlink(missing_ok=True)  # created by this run, whatever ran before
+    old_umask = os.umask(0o022)
+    try:
+        code, _, err = _cli(capsys, tiny_library, "--vocabulary", str(base / "a.txt"), "--threshold", "0",
+                            "--top-k", "2", "--xmp")
+    finally:
+        os.umask(old_umask)
+        locked.chmod(0o644)
+    assert code == 0 and f"{locked} is read-only; left unchanged" in err, err
+    assert locked.read_bytes() == before
+    created = sidecar_path(photos[0])
+    assert created.is_file() and created.stat().st_mode & 0o777 == 0o644
+    merged = merge_subjects(DARKTABLE_SIDECAR.replace(">holiday<", ">Holiday<"), ["holiday", "beach"])
+    assert merged.count("oliday<") == 1 and ">beach<" in merged
+
+
 DARKTABLE_SIDECAR = """<?xml version="1.0" encoding="UTF-8"?>
 <x:xmpmeta xmlns:x="adobe:ns:meta/" x:xmptk="XMP Core 4.4.0-Exiv2">
  <rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">
