@@ -189,7 +189,7 @@ class Judged:
         queries_flagging[self.query[flagged]] = True
         n_absent = int(self.absent.sum())
         return {"threshold": round(float(threshold), 4), "flagged": int(hit.sum()),
-                "precision": float(self.right[hit].mean()) if hit.any() else float("nan"),
+                "precision": float(self.right[hit].mean()) if hit.any() else None,  # (JSON has no NaN)
                 "recall": float(self.right[hit].sum() / max(self.right[present].sum(), 1)),
                 "nonsense_flagged": float(queries_flagging[self.absent].mean()) if n_absent else 0.0}
 

@@ -89,11 +89,16 @@ def _subset(count: int, limit: int | None) -> list[int]:
 def _create_bundle(args: argparse.Namespace):
     import models
 
-    options = {k: v for k, v in {"weights": args.weights, "vocab": args.vocab, "home": args.home}.items() if v}
+    options = {k: v for k, v in {"weights": args.weights, "vocab": args.vocab}.items() if v}
+    if args.home:  # where a lit-* preset keeps its weights; other presets need no cache (calibrate still writes there)
+        try:
+            return models.create(args.model, device=args.device, home=args.home, **options)
+        except TypeError:
+            pass
     try:
         return models.create(args.model, device=args.device, **options)
-    except TypeError as err:  # a non-LiT preset does not take weights/vocab/home
-        raise ValueError(f"--weights/--vocab/--home apply to the lit-* presets, not {args.model!r} ({err})") from err
+    except TypeError as err:  # a non-LiT preset does not take weights/vocab
+        raise ValueError(f"--weights/--vocab apply to the lit-* presets, not {args.model!r} ({err})") from err
 
 
 def run_zeroshot(args: argparse.Namespace, bundle) -> dict:
@@ -134,6 +139,9 @@ def run_retrieval(args: argparse.Namespace, bundle) -> dict:
             **_skipped(encoded), **recalls}
 
 
+MIN_CALIBRATION_PHOTOS = 50  # a fit on fewer decides the thresholds by a handful of scores
+
+
 def run_calibrate(args: argparse.Namespace, bundle) -> dict:
     """Fit and store the relevance constants (models.relevance.fit) for `bundle` on a captioned dev set."""
     from models.evaluate.encoding import encode_image_files
@@ -148,6 +156,10 @@ def run_calibrate(args: argparse.Namespace, bundle) -> dict:
     encoded = encode_image_files(bundle, [data.images[i] for i in chosen], batch_size=args.batch_size,
                                  workers=args.workers, progress=progress, with_visual=True)
     kept = [chosen[k] for k in encoded.kept]
+    if len(kept) < MIN_CALIBRATION_PHOTOS:
+        raise ValueError(f"only {len(kept)} readable photos with captions ({len(encoded.failures)} unreadable): "
+                         f"thresholds fitted on fewer than {MIN_CALIBRATION_PHOTOS} are noise, so nothing was saved "
+                         "and the constants in use stay")
     first = {}  # image → its first caption: the photo's subject
     for caption, owner in zip(data.captions, data.caption_image, strict=True):
         first.setdefault(owner, " ".join(caption.lower().split()))
@@ -201,8 +213,10 @@ def _print_human(result: dict) -> None:
             if not result.get(kind):
                 continue
             report = result["report"][kind]
+            precision = report["good"]["precision"]  # None when nothing was flagged
+            shown = "-" if precision is None else f"{precision:.2f}"
             print(f"{kind} queries: good ≥ {result[kind]['good']:.3f} (dev precision "
-                  f"{report['good']['precision']:.2f}, recall {report['good']['recall']:.2f}, absent flagged "
+                  f"{shown}, recall {report['good']['recall']:.2f}, absent flagged "
                   f"{report['good']['nonsense_flagged']:.2f}) · possible ≥ {result[kind]['possible']:.3f}")
         print(f"saved to {result['saved']}")
         return
