@@ -104,7 +104,7 @@ class ChainedSource:
     @property
     def skipped(self) -> dict[str, str]:
         merged: dict[str, str] = {}
-        for source in reversed(self.sources):  # the last source's reason is the one that ended the search
+        for source in self.sources:  # the last source's reason is the one that ended the search: it wins
             merged.update(getattr(source, "skipped", {}))
         return merged
 

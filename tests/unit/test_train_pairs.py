@@ -84,9 +84,17 @@ def test_chained_source_asks_later_sources_only_for_missing_keys():
             self.asked.append(list(keys))
             return {k: np.ones(2, np.float32) for k in keys if k in self.known}
 
+        @property
+        def skipped(self):
+            return {k: f"{sorted(self.known)} lacks it" for batch in self.asked for k in batch if k not in self.known}
+
     first, second = Fake({"a"}), Fake({"b"})
-    assert set(ChainedSource([first, second]).vectors_for(["a", "b", "c"])) == {"a", "b"}
+    chained = ChainedSource([first, second])
+    assert set(chained.vectors_for(["a", "b", "c"])) == {"a", "b"}
     assert second.asked == [["b", "c"]]
+    # "c" was last looked for in the second source: its reason is the one shown (a corrupt photo says "unreadable",
+    # not the index's "not in the index"); found by a breaker pass
+    assert chained.skipped["c"] == "['b'] lacks it"
 
 
 def test_fingerprint_names_the_rows():
