@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
 import re
 from dataclasses import dataclass
 from pathlib import Path
+
+log = logging.getLogger(__name__)
 
 IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff", ".heic", ".heif", ".avif"}
 _WORDNET_ID = re.compile(r"n\d{8}")
@@ -117,19 +120,29 @@ def coco_karpathy(path: Path, images_root: Path, split: str = "test") -> Retriev
 
 def captions_file(path: Path, images_root: Path | None = None) -> RetrievalSet:
     """CSV/TSV (`image,caption` rows; a header row is recognised) or JSONL ({"image": …, "caption": … or [...]}).
-    Several rows (or a list) per image give several captions."""
+    Several rows (or a list) per image give several captions.
+
+    Read by the same reader as `python -m models.train` (models.train.captions): a bad row (too few columns, an
+    empty caption, a line that is not UTF-8) is skipped and logged with its line number, never the whole file."""
+    from models.train.captions import CaptionsError, read_captions
+
+    parsed = read_captions(path)
+    for problem in parsed.problems[:10]:
+        log.warning("%s: %s (skipped)", path.name, problem)
+    if len(parsed.problems) > 10:
+        log.warning("%s: … and %d more rows skipped", path.name, len(parsed.problems) - 10)
     root = images_root or path.parent
     index: dict[str, int] = {}
     images, captions, owners = [], [], []
-    for image, caption in _rows(path):
-        if image not in index:
-            index[image] = len(images)
-            images.append(root / image)
-        for text in caption if isinstance(caption, list) else [caption]:
-            captions.append(str(text).strip())
-            owners.append(index[image])
+    for row in parsed.rows:
+        if row.image not in index:
+            index[row.image] = len(images)
+            images.append(root / row.image)
+        captions.append(row.caption)
+        owners.append(index[row.image])
     if not captions:
-        raise ValueError(f"{path} holds no captions")
+        first = "; ".join(map(str, parsed.problems[:3]))
+        raise CaptionsError(f"{path} holds no usable captions" + (f" ({first})" if first else ""))
     return RetrievalSet(images, captions, owners)
 
 

@@ -58,6 +58,8 @@ def read_captions(path: str | os.PathLike, fmt: str | None = None) -> ParsedCapt
         raw = path.read_bytes()
     except OSError as err:
         raise CaptionsError(f"cannot read captions file {path}: {err.strerror or err}") from err
+    if raw.startswith((b"\xff\xfe", b"\xfe\xff")):  # what Windows' Notepad and Excel call "Unicode"
+        raise CaptionsError(f"{path} is saved as UTF-16; save it as UTF-8 (in Excel: CSV UTF-8)")
     result = ParsedCaptions(path, fmt or detect_format(path, raw))
     lines = _decoded_lines(raw, result.problems)
     if result.format == "jsonl":

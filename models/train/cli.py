@@ -151,7 +151,10 @@ def print_result(result: TrainResult, *, as_json: bool) -> None:
         for way, label in (("t2i", "T→I"), ("i2t", "I→T")):
             before = "/".join(f"{100 * result.metrics_before[f'{way}_r{k}']:.1f}" for k in (1, 5, 10))
             after = "/".join(f"{100 * result.metrics_after[f'{way}_r{k}']:.1f}" for k in (1, 5, 10))
-            chosen = "   (best epoch chosen on this)" if way == "t2i" else ""
+            # the kept epoch is the best by this split only when --keep chose by it (auto: a split of >= 50 photos)
+            kept = "last epoch kept" if result.best_epoch == result.epochs_completed else \
+                f"epoch {result.best_epoch} kept: best on this"
+            chosen = f"   ({kept})" if way == "t2i" else ""
             print(f"val {label} R@1/5/10: {before} → {after}{chosen}")
     check = result.locked_check
     print(f"image tower locked and unchanged: {check['identical']} ({check['image_tower_digest_after']})")
@@ -159,7 +162,7 @@ def print_result(result: TrainResult, *, as_json: bool) -> None:
         print(f"paused after epoch {result.epochs_completed}; continue with: python -m models.train --resume "
               f"{result.name}")
     else:
-        print(f"saved {result.output} (best epoch {result.best_epoch} of {result.epochs_completed})")
+        print(f"saved {result.output} (epoch {result.best_epoch} of {result.epochs_completed} kept)")
         print(f"make search use it: python -m models.train --promote {result.name}")
 
 

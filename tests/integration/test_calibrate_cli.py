@@ -1,6 +1,7 @@
 """`python -m models.evaluate calibrate` through its CLI with test-tiny on generated photos: it refuses to replace
-the constants in use with a fit on a handful of photos, takes `--home` for any preset, and writes strict JSON.
-(Found by a breaker pass: 3 readable photos silently replaced the previous fit, with NaN in the file.)"""
+the constants in use with a fit on a handful of photos, takes `--home` for any preset, skips bad caption rows with
+their line numbers, and writes strict JSON. (Found by a breaker pass: 3 readable photos silently replaced the
+previous fit, with NaN in the file; one short row aborted the whole file.)"""
 
 from __future__ import annotations
 
@@ -44,14 +45,19 @@ def test_a_fit_on_a_handful_of_photos_is_refused_and_the_constants_in_use_stay(t
     assert not (home / "calibration").exists()
 
 
-def test_a_fit_on_enough_photos_takes_home_for_any_preset_and_writes_strict_json(tmp_path, capsys):
+def test_a_fit_on_enough_photos_takes_home_for_any_preset_and_writes_strict_json(tmp_path, capsys, caplog):
     home = tmp_path / "home"
     captions = _captions(tmp_path / "enough", MIN_CALIBRATION_PHOTOS + 10)
+    with captions.open("a") as out:  # two bad rows: skipped with their line numbers, the file still used
+        out.write("IMG_0000.jpg\n\nIMG_0001.jpg\t \n")
     absent = tmp_path / "absent.txt"
     absent.write_text("a spreadsheet\n\na QR code\n")
     assert main(["calibrate", str(captions), "--model", "test-tiny", "--home", str(home), "--absent", str(absent),
                  "--workers", "1", "--no-progress", "--json"]) == 0
     result = _strict(capsys.readouterr().out)
+    skipped = [r.getMessage() for r in caplog.records if "skipped" in r.getMessage()]
+    assert any("line 61: expected 2 columns, found 1" in m for m in skipped), skipped
+    assert any("line 63: empty caption" in m for m in skipped), skipped
     saved = constants_path(home, result["image_tower_id"])
     assert result["saved"] == str(saved) and result["images"] == MIN_CALIBRATION_PHOTOS + 10
     constants = Constants.from_json(saved.read_text())

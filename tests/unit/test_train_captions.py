@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from models.train.captions import read_captions
+from models.train.captions import CaptionsError, read_captions
 from models.train.config import TrainConfig
 from models.train.data import NoUsableRows, load_pairs
 from models.train.image_vectors import NpzVectorSource
@@ -95,3 +95,11 @@ def test_zero_usable_rows_is_a_clear_error(tmp_path):
 def test_unreadable_captions_file_is_a_clear_error(tmp_path):
     with pytest.raises(ValueError, match="cannot read captions file"):
         read_captions(tmp_path / "absent.csv")
+
+
+def test_a_utf16_file_is_named_as_such(tmp_path):
+    """Found by a breaker pass: a UTF-16 file ("Unicode" in Windows tools) gave "embedded null byte"."""
+    path = tmp_path / "captions.tsv"
+    path.write_text("photo.jpg\ta cat\n", encoding="utf-16")
+    with pytest.raises(CaptionsError, match="saved as UTF-16; save it as UTF-8"):
+        read_captions(path)
