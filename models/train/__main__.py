@@ -11,6 +11,7 @@ import argparse
 import json
 import logging
 import sys
+from dataclasses import fields
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -112,6 +113,9 @@ def _library_captions(args: argparse.Namespace, home: Path) -> ModelBundle:
     return bundle
 
 
+RESUME_MAY_CHANGE = {"device", "max_epochs_this_run"}  # what a resumed run takes from the command line
+
+
 def _resolve_config(args: argparse.Namespace, home: Path) -> tuple[TrainConfig, bool]:
     """A new run's config from the flags; a resumed run's from its run.json (only device and epoch budget change)."""
     from dataclasses import replace
@@ -128,6 +132,13 @@ def _resolve_config(args: argparse.Namespace, home: Path) -> tuple[TrainConfig, 
     stored = TrainConfig.from_json(RunDir(home, name).read()["config"])
     if args.captions is not None and Path(args.captions).resolve() != stored.captions:
         log.warning("ignoring %s: run %s continues on %s", args.captions, name, stored.captions)
+    fresh = config_from_args(argparse.Namespace(**{**vars(args), "captions": stored.captions or Path(".")}))
+    changed = [f.name for f in fields(TrainConfig) if f.name not in RESUME_MAY_CHANGE | {"captions", "name"}
+               and getattr(fresh, f.name) != getattr(TrainConfig(captions=stored.captions), f.name)
+               and getattr(fresh, f.name) != getattr(stored, f.name)]
+    if changed:  # a resumed run keeps its settings: say so rather than ignore the flags silently
+        log.warning("run %s continues with its own settings; ignored: %s", name,
+                    ", ".join(f"--{n.replace('_', '-')}" for n in changed))
     return replace(stored, device=args.device or stored.device, max_epochs_this_run=args.max_epochs_this_run), True
 
 

@@ -124,14 +124,18 @@ def test_saved_version_loads_and_reads_the_space_as_in_training(tuned, data):
     assert meta["train_size"]["pairs"] == 72 and meta["locked_check"]["identical"]
 
 
-def test_resume_ends_exactly_where_the_uninterrupted_run_ended(tuned, data):
+def test_resume_ends_exactly_where_the_uninterrupted_run_ended(tuned, data, capsys):
     home, full = tuned
     cache = vector_cache_path(home, full["image_tower_id"])
     cache_before = cache.stat().st_mtime_ns, cache.read_bytes()
     common = [data / "train.csv", "--val", data / "val.csv", "--home", home, "--name", "split", *SETTINGS]
     code, paused = run_cli(*common, "--max-epochs-this-run", "2")
     assert code == 0 and paused["status"] == "paused" and paused["epochs_completed"] == 2 and not paused["output"]
-    code, resumed = run_cli("--resume", "split", "--home", home, "--quiet", "--json")
+    capsys.readouterr()
+    # flags a resumed run cannot honour are named, not silently dropped (found by a breaker pass)
+    code, resumed = run_cli("--resume", "split", "--home", home, "--quiet", "--json", "--train", "lora",
+                            "--epochs", "1")
+    assert "continues with its own settings; ignored: --train, --epochs" in capsys.readouterr().err
     assert code == 0 and resumed["status"] == "finished" and resumed["epochs_completed"] == 6
     assert [h["loss"] for h in resumed["history"]] == pytest.approx([h["loss"] for h in full["history"]], abs=1e-6)
     assert resumed["metrics_after"] == pytest.approx(full["metrics_after"], abs=1e-6)
