@@ -146,19 +146,24 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     finally:
         engine.close()
-    print(json.dumps(page.to_json(), indent=2) if args.json else render(page))
+    print(json.dumps(page.to_json(), indent=2) if args.json else
+          render(page, args.min_score, filtered=filter_from(args) is not None))
     return 0
 
 
 TIER_LABELS = {"good": "good", "possible": "maybe", "weak": "-"}
 
 
-def render(page) -> str:
+def render(page, min_score: float | None = None, filtered: bool = False) -> str:
     from indexer.stores.fsnames import display  # names that are not UTF-8 print as \xNN, never crash the print
 
     if not page.results:
-        return f"no good match for {page.query!r}" + (" (try --min-score 0 for the closest photos)"
-                                                        if page.no_good_match else "")
+        if page.offset:
+            return f"no results for {page.query!r} past the first {page.offset}"
+        if filtered and min_score == 0:  # every photo was a candidate: the filters left none
+            return f"no indexed photo passes the filters (--folder, dates, tags, type, camera) for {page.query!r}"
+        hint = " (try --min-score 0 for the closest photos)" if page.no_good_match and min_score != 0 else ""
+        return f"no good match for {page.query!r}{hint}"
     lines = [f"{'score':>5}  {'match':5}  {'taken':10}  path"]
     for r in page.results:
         taken = (r.taken_at or "")[:10]

@@ -169,6 +169,18 @@ def test_paging_numbers_and_dates_out_of_range_are_refused_in_one_line(owner, ca
         assert "error: argument " + flags[0] in last, captured.err
 
 
+def test_an_empty_answer_says_whether_the_query_or_the_filters_left_nothing(owner, tmp_path, capsys):
+    """Found by a breaker pass: `--folder /missing --min-score 0` said "no good match ... try --min-score 0"."""
+    from search.cli import main as search_main
+
+    home = ["--home", str(owner.home)]
+    assert search_main(["red", *home, "--folder", str(tmp_path / "missing"), "--min-score", "0"]) == 0
+    out = capsys.readouterr().out
+    assert "passes the filters" in out and "try --min-score 0" not in out, out
+    assert search_main(["red", *home, "--min-score", "0", "--offset", "100"]) == 0
+    assert "past the first 100" in capsys.readouterr().out
+
+
 def test_tag_xmp_removes_stale_sidecars_it_wrote_and_never_a_persons(owner, capsys):
     from search.tag import main as tag_main
     from search.xmp import sidecar_path, written_by_loupe
