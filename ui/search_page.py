@@ -28,8 +28,14 @@ EXAMPLES = ("dog on the beach", "snowy mountains", "birthday cake", "city at nig
 UPLOAD_TYPES = ["jpg", "jpeg", "png", "webp", "heic", "heif", "avif", "tif", "tiff", "bmp", "gif"]
 
 
+# the query and the sidebar's choices survive a run that does not draw them (the detail view, an error)
+WIDGETS = ("q", "without", "f_folder", "f_use_dates", "f_dates", "f_tags", "f_types", "f_cameras", "f_limit",
+           "closest", "f_collapse")
+
+
 def render() -> None:
     st.title("Search")
+    state.keep_widgets(WIDGETS)
     try:
         engine, library, guard = state.engine(), state.library(), state.guard()
     except Exception as err:  # no index yet, store locked, owner gone, model missing…
@@ -97,9 +103,15 @@ def _like_photo(guard) -> Path | None:
     if not digest:
         return None
     try:
-        path = guard.paths_of(digest)[0]
+        paths = guard.paths_of(digest)
     except Refused as refusal:
         st.warning(f"That photo is gone from the index ({refusal}).")
+        st.session_state.pop("like", None)
+        return None
+    path = next((p for p in paths if os.path.isfile(p)), None)
+    if path is None:  # indexed, but its file was deleted or moved since (the index catches up on its next scan)
+        st.warning(f"{file_name(paths[0])} is no longer on disk, so there is nothing to compare with; "
+                   "the index drops it on its next scan (or at once under `--watch`).")
         st.session_state.pop("like", None)
         return None
     thumb = guard.thumbnail(digest)

@@ -126,3 +126,18 @@ def show_error(err: BaseException) -> None:
 
 def is_empty_index(err: BaseException) -> bool:
     return isinstance(err, NothingIndexedError) or type(err).__name__ == "NoIndexError"
+
+
+KEPT_WIDGETS = "_kept_widgets"
+
+
+def keep_widgets(keys: tuple[str, ...]) -> None:
+    """Streamlit forgets the value of every widget a run does not draw: one run showing the detail view, or an
+    error, used to empty the query box and reset the filters. Called at the top of a page, before any early return:
+    a widget value from the last run is remembered; one Streamlit forgot is put back before its widget is drawn."""
+    kept = st.session_state.setdefault(KEPT_WIDGETS, {})
+    for key in keys:
+        if key in st.session_state:
+            kept[key] = st.session_state[key]
+        elif key in kept:
+            st.session_state[key] = kept[key]

@@ -107,6 +107,35 @@ def test_an_uploaded_image_searches_like_the_indexed_photo_it_is(library):
     assert result_hashes(at) == result_hashes(similar) and red not in result_hashes(at)
 
 
+def test_back_from_the_detail_view_keeps_the_query_the_filters_and_the_results(library):
+    """Found by a breaker pass: the detail view does not draw the query box or the filters, so Streamlit forgot
+    them, and "Back to results" came back to an empty page."""
+    at = search(run_app(), limit=12)
+    at.text_input(key="without").input("stripes")
+    at.run()
+    before = result_hashes(at)
+    assert before
+    at.button(key=f"results-open-{before[0]}").click().run()
+    assert not result_hashes(at) and not at.error  # the detail view
+    at.button(key="back").click().run()
+    assert at.text_input(key="q").value == QUERY and at.text_input(key="without").value == "stripes"
+    assert at.sidebar.select_slider(key="f_limit").value == 12 and at.sidebar.checkbox(key="closest").value
+    assert result_hashes(at) == before
+
+
+def test_similar_on_a_photo_whose_file_is_gone_says_so(library):
+    """Found by a breaker pass: "Similar" on an indexed photo deleted since showed FileNotFoundError."""
+    at = search(run_app(), limit=12)
+    red = hash_of(library.files["red"])
+    away = library.files["red"].with_name("away.tmp")
+    library.files["red"].rename(away)
+    try:
+        at.button(key=f"results-like-{red}").click().run()
+        assert not at.error and any("no longer on disk" in text for text in texts(at.warning))
+    finally:
+        away.rename(library.files["red"])
+
+
 def test_photo_link_opens_the_detail_view(library):
     at = run_app()
     at.sidebar.checkbox(key="f_collapse").set_value(False)
