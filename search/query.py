@@ -21,6 +21,11 @@ _DANGLING = re.compile(r"(^[+-]\s)|(\s[+-]$)")
 _WEIGHTED = re.compile(r"^\s*(\d+(?:\.\d+)?|\.\d+)\s*\*\s*(.+?)\s*$")
 
 
+
+
+class QueryError(ValueError):
+    """A query that cannot be run as written (an operator without a term, a zero weight, nothing positive)."""
+
 @dataclass(frozen=True)
 class Term:
     weight: float  # negative for "not"
@@ -55,7 +60,7 @@ def parse_inline(text: str) -> list[Term]:
     if not text:
         return []
     if _DANGLING.search(text):
-        raise ValueError(f"operator without a term in query {text!r}")
+        raise QueryError(f"operator without a term in query {text!r}")
     pieces = _SPLIT.split(text)
     terms, sign = [], 1.0
     for i, piece in enumerate(pieces):
@@ -63,11 +68,11 @@ def parse_inline(text: str) -> list[Term]:
             sign = -1.0 if piece == "-" else 1.0
             continue
         if not piece.strip():
-            raise ValueError(f"empty term in query {text!r}")
+            raise QueryError(f"empty term in query {text!r}")
         weighted = _WEIGHTED.match(piece)
         weight, phrase = (float(weighted.group(1)), weighted.group(2)) if weighted else (1.0, piece.strip())
         if weight == 0:
-            raise ValueError(f"weight 0 makes {phrase!r} do nothing")
+            raise QueryError(f"weight 0 makes {phrase!r} do nothing")
         terms.append(Term(sign * weight, text=phrase))
     return terms
 
@@ -81,5 +86,5 @@ def build_query(text: str | None = None, *, also: list[str] = (), without: list[
     terms += [Term(1.0, image=Path(p)) for p in like] + [Term(-1.0, image=Path(p)) for p in unlike]
     query = Query(tuple(terms))
     if not query.positive:
-        raise ValueError("a query needs at least one positive term (text or --like image)")
+        raise QueryError("a query needs at least one positive term (text or --like image)")
     return query

@@ -106,6 +106,16 @@ def _query(err, where):
                     str(err))
 
 
+def _image(err, where):
+    return Friendly(f"That image cannot be used: {getattr(err, 'reason', err)}.",
+                    "use a photo file (JPEG, PNG, HEIC, WebP…); an empty, truncated or non-image file cannot be read.",
+                    str(err))
+
+
+def _refused_value(err, where):
+    return Friendly(f"That cannot be done: {err}", "change what the message names and try again.", str(err))
+
+
 def _nothing(err, where):
     return Friendly(f"The index is empty{where}: no photo has been indexed yet.", NO_INDEX_FIX, str(err))
 
@@ -129,5 +139,7 @@ _RULES = [
     ("models.train.captions.CaptionsError", _captions),
     ("indexer.stores.migrations.SchemaTooNewError", _schema),
     ("builtins.KeyError", _unknown_model),
-    ("builtins.ValueError", _query),
+    ("search.query.QueryError", _query),
+    ("indexer.scan.decode.DecodeError", _image),
+    ("builtins.ValueError", _refused_value),  # a form value, a file: the message names it; no query advice
 ]

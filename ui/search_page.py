@@ -160,7 +160,7 @@ def _results(engine, guard, query, chosen) -> None:
         return
     results, more = page.results[:limit], len(page.results) > limit
     if not results:
-        _nothing(page, chosen.filter, query)
+        _nothing(page, chosen.filter, query, chosen.closest)
         return
     if page.no_good_match:
         st.warning("No good match — these are possible matches at best, not necessarily what you described."
@@ -254,8 +254,10 @@ def matched_line(result) -> str:
     return "  \nmatched: " + ", ".join(matched) if matched else ""
 
 
-def _nothing(page, flt, query) -> None:
-    if page.no_good_match:
+def _nothing(page, flt, query, closest: bool) -> None:
+    """Nothing to show. With "closest" on every photo was a candidate, so the filters (or the page) left nothing:
+    offering the closest photos then would do nothing (found by a breaker pass)."""
+    if page.no_good_match and not closest:
         st.info(f"No good match for {describe(query)}. Try other words or fewer filters — or look at the closest "
                 "photos anyway.")
         st.button("Show the closest photos anyway", key="show-closest",

@@ -57,9 +57,14 @@ def resolve_keys(rows: list[CaptionRow], images_root: Path | None, *, keys_are_p
     root = (images_root or Path.cwd()).expanduser()
     keyed, problems = [], []
     for row in rows:
-        path = Path(row.image).expanduser()
-        path = (path if path.is_absolute() else root / path).resolve()
-        if path.is_file():
+        try:
+            path = Path(row.image).expanduser()
+            path = (path if path.is_absolute() else root / path).resolve()
+            found = path.is_file()
+        except (OSError, ValueError, RuntimeError) as err:  # a NUL byte, a name too long, a symlink loop: one row
+            problems.append(Problem(row.line, f"not a usable image path ({err}): {row.image!r}"))
+            continue
+        if found:
             keyed.append((row, str(path)))
         else:
             problems.append(Problem(row.line, f"image file not found: {path}"))

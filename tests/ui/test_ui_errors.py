@@ -67,3 +67,19 @@ def test_messages_name_the_fix():
         assert fix in explain(err, Path("/h")).fix, (err, explain(err).fix)
     generic = explain(RuntimeError("boom"))
     assert "terminal" in generic.fix and generic.detail == "boom"
+
+
+def test_only_query_errors_get_query_advice():
+    """Found by a breaker pass: every ValueError (a learning rate 'abc', a truncated upload) was answered with
+    "That query cannot be run … write at least one positive term"."""
+    from indexer.scan.decode import DecodeError
+    from search.query import build_query
+
+    with pytest.raises(ValueError) as refused:
+        build_query("0*cat")
+    query = explain(refused.value)
+    assert query.title.startswith("That query cannot be run") and "positive term" in query.fix
+    upload = explain(DecodeError("truncated image", "upload"))
+    assert upload.title == "That image cannot be used: truncated image." and "photo file" in upload.fix
+    form = explain(ValueError("--lr must be positive"))
+    assert form.title == "That cannot be done: --lr must be positive" and "positive term" not in form.fix

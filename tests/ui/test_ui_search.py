@@ -57,6 +57,18 @@ def test_no_good_match_state_follows_the_engine(library):
         assert any("No good match" in text for text in texts(at.warning))
 
 
+def test_filters_that_leave_nothing_say_so_without_a_button_that_does_nothing(library):
+    """Found by a breaker pass: with "closest" on, filters that matched nothing offered "Show the closest photos
+    anyway", which did nothing."""
+    at = run_app()
+    at.sidebar.multiselect(key="f_types").set_value(["png"])  # the beach folder holds jpgs only
+    at.sidebar.selectbox(key="f_folder").set_value(str(library.root / "2021" / "beach"))
+    at = search(at, closest=True)
+    assert not result_hashes(at) and not at.error
+    assert any("No photo matches these filters" in text for text in texts(at.info))
+    assert not [b for b in at.button if b.key == "show-closest"]
+
+
 def test_folder_filter_narrows_to_the_folder(library):
     at = run_app()
     at.sidebar.selectbox(key="f_folder").set_value(str(library.root / "2021" / "beach"))

@@ -103,3 +103,14 @@ def test_a_utf16_file_is_named_as_such(tmp_path):
     path.write_text("photo.jpg\ta cat\n", encoding="utf-16")
     with pytest.raises(CaptionsError, match="saved as UTF-16; save it as UTF-8"):
         read_captions(path)
+
+
+
+def test_an_image_path_the_system_cannot_take_is_one_skipped_row(tmp_path):
+    """Found by a breaker pass: a path holding a NUL byte raised ValueError and ended the whole tuning run."""
+    (tmp_path / "ok.png").write_bytes(b"x")
+    path = tmp_path / "captions.tsv"
+    path.write_text("ok.png\ta photo\nbad\x00name.png\tanother\n" + "x" * 300 + "/y.png\ta third\n")
+    keyed, problems = resolve_keys(read_captions(path).rows, tmp_path, keys_are_paths=True)
+    assert [row.line for row, _ in keyed] == [1]
+    assert [p.line for p in problems] == [2, 3] and "not a usable image path" in problems[0].reason
