@@ -147,7 +147,7 @@ def _add_folder(services) -> None:
 
 def _submit(services, raw: str) -> None:
     folder = Path(raw.strip()).expanduser()
-    if not raw.strip() or not folder.is_dir():
+    if not raw.strip() or not folder.is_absolute() or not folder.is_dir():  # relative to what? the UI's cwd: no
         st.error(f"Not a folder: `{raw}`. Give the absolute path of a folder with photos.")
         return
     folder = folder.resolve()

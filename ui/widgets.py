@@ -13,6 +13,7 @@ from datetime import datetime, timezone
 
 import streamlit as st
 
+from ui.errors import explain
 from ui.jobs import Task
 
 COLUMNS = 4
@@ -144,6 +145,12 @@ def task_status(task: Task) -> None:
         st.progress(task.progress, text=f"{task.label}: {task.message or 'starting…'}")
     elif task.state == "done":
         st.success(f"{task.label}: done. {task.message}")
+    elif task.exception is not None:  # the same friendly title and fix as any other error on the page
+        friendly = explain(task.exception)
+        st.error(f"{task.label} failed. {friendly.markdown()}")
+        if friendly.detail:
+            with st.expander("Details"):
+                st.code(friendly.detail, language=None)
     else:
         st.error(f"{task.label} failed: {task.error}")
 

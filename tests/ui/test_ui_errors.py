@@ -83,3 +83,22 @@ def test_only_query_errors_get_query_advice():
     assert upload.title == "That image cannot be used: truncated image." and "photo file" in upload.fix
     form = explain(ValueError("--lr must be positive"))
     assert form.title == "That cannot be done: --lr must be positive" and "positive term" not in form.fix
+
+
+def test_a_failed_background_task_reads_like_any_other_error():
+    """Found by a breaker pass: a failed index task showed "failed: ApiError: ..." (a raw class name)."""
+    from streamlit.testing.v1 import AppTest
+
+    def page():
+        from search.backend import NoIndexError
+        from ui.jobs import Task
+        from ui.widgets import task_status
+
+        task_status(Task("index", "Indexing /photos", state="failed", error="NoIndexError: x",
+                         exception=NoIndexError("x")))
+
+    at = AppTest.from_function(page).run()
+    shown = texts(at.error)
+    assert any(t.startswith("Indexing /photos failed. **Nothing is indexed") and "python -m indexer" in t
+               for t in shown), shown
+    assert not any("NoIndexError" in t for t in shown)

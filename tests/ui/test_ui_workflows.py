@@ -172,6 +172,9 @@ def test_adding_a_folder_indexes_it_in_the_background(library, tmp_path):
     at.text_input(key="add-folder-path").input(str(tmp_path / "missing"))
     at = click(at, "Index this folder")
     assert any("Not a folder" in text for text in texts(at.error))
+    at.text_input(key="add-folder-path").input(".")  # a folder, but relative to the UI's own working folder
+    at = click(at, "Index this folder")
+    assert any("Not a folder: `.`" in text and "absolute path" in text for text in texts(at.error))
 
     extra = tmp_path / "extra"
     extra.mkdir()
