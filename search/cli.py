@@ -132,6 +132,8 @@ def main(argv: list[str] | None = None) -> int:
         print("waking the indexer: it let its model go after a quiet spell, and loads it again (a few seconds)",
               file=sys.stderr)
     from indexer.owner.client import OwnerRequestError
+    from indexer.scan.decode import DecodeError
+    from search.query import QueryError
 
     try:
         page = engine.search(query, filter=filter_from(args), limit=args.limit, offset=args.offset,
@@ -139,11 +141,15 @@ def main(argv: list[str] | None = None) -> int:
     except OwnerRequestError as err:  # the owner refused (422: an image it cannot decode): its words, one line
         print(f"error: {err.detail}", file=sys.stderr)
         return 2 if err.status == 422 else 1
-    except (ValueError, OSError) as err:  # a query image that is not a photo (DecodeError), or a query that cancels out
-        reason = getattr(err, "reason", None)
-        print(f"error: the query image is not a photo Loupe can read ({reason})" if reason else f"error: {err}",
-              file=sys.stderr)
+    except DecodeError as err:  # a query image that is not a photo: bad input
+        print(f"error: the query image is not a photo Loupe can read ({err.reason})", file=sys.stderr)
         return 2
+    except QueryError as err:  # e.g. a query that cancels itself out: bad input
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except (RuntimeError, OSError) as err:  # the owner went away, a store error, a file it could not read: one line
+        print(f"error: {err}", file=sys.stderr)
+        return 1
     finally:
         engine.close()
     print(json.dumps(page.to_json(), indent=2) if args.json else

@@ -41,7 +41,7 @@ from search.calibration import Calibrator, reference_key, reference_vectors
 from search.dedupe import DEFAULT_RULE, SEMANTIC_THRESHOLD, FoldRule, collapse
 from search.fusion import COVERAGE_POWER, MODES, WORDS_WEIGHT, fuse
 from search.lexical import WordHit, query_words, search_words
-from search.query import Query, Term
+from search.query import Query, QueryError, Term
 
 log = logging.getLogger(__name__)
 
@@ -398,7 +398,7 @@ def _save_sample(path: Path, matrix: np.ndarray) -> None:
 def _unit(vector: np.ndarray) -> np.ndarray:
     norm = float(np.linalg.norm(vector))
     if norm < 1e-8:
-        raise ValueError("the query cancels itself out (positive and negative terms are the same)")
+        raise QueryError("the query cancels itself out (positive and negative terms are the same)")
     return (vector / norm).astype(np.float32)
 
 

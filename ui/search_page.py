@@ -17,6 +17,7 @@ from pathlib import Path
 
 import streamlit as st
 
+from indexer.stores.fsnames import from_text
 from search.query import build_query
 from ui import state
 from ui.filters import sidebar_filters
@@ -108,7 +109,7 @@ def _like_photo(guard) -> Path | None:
         st.warning(f"That photo is gone from the index ({refusal}).")
         st.session_state.pop("like", None)
         return None
-    path = next((p for p in paths if os.path.isfile(p)), None)
+    path = next((from_text(p) for p in paths if os.path.isfile(from_text(p))), None)  # (stored names are text)
     if path is None:  # indexed, but its file was deleted or moved since (the index catches up on its next scan)
         st.warning(f"{file_name(paths[0])} is no longer on disk, so there is nothing to compare with; "
                    "the index drops it on its next scan (or at once under `--watch`).")

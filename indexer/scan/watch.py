@@ -121,20 +121,27 @@ class RootGuard(threading.Thread):
         for root in tuple(self.handler.roots):
             now = _identity(root)
             before = self.seen.get(root, now)
-            self.seen[root] = now
             if now == before:
                 continue
             if now is None:
+                self.seen[root] = None
                 log.warning("%s is gone (moved, deleted or unmounted): its photos stay indexed; watching for it to "
                             "come back", root)
                 continue
             log.warning("%s is back: rescanning it for what changed while it was away", root)
-            watch, holds = self.watched.get(root, (None, None))
-            if holds != now:  # another folder now stands at this path: the old watch follows the old one
-                if watch is not None:
-                    with contextlib.suppress(KeyError, OSError):  # already dropped by watchdog
-                        self.observer.unschedule(watch)
-                self.schedule(root)
+            # Always watched afresh: another folder may stand at the path (a new inode, or a reused one), and
+            # watchdog's emitters stop for good when their root vanishes (polling on the first failed snapshot,
+            # inotify on delete-self), even if the same folder comes back.
+            watch, _ = self.watched.get(root, (None, None))
+            if watch is not None:
+                with contextlib.suppress(KeyError, OSError):  # already dropped by watchdog
+                    self.observer.unschedule(watch)
+            try:
+                self.schedule(root)  # sets `seen` only once it is watched again
+            except OSError as err:  # gone again, or out of inotify watches: tried again at the next look
+                log.warning("%s is back but cannot be watched yet (%s); trying again in %.0f s", root, err,
+                            self.interval)
+                continue
             self.queue.touch_folder(root)
             self.returns += 1
             back.append(root)

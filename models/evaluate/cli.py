@@ -88,13 +88,11 @@ def _subset(count: int, limit: int | None) -> list[int]:
 
 def _create_bundle(args: argparse.Namespace):
     import models
+    from models.registry import accepts
 
     options = {k: v for k, v in {"weights": args.weights, "vocab": args.vocab}.items() if v}
-    if args.home:  # where a lit-* preset keeps its weights; other presets need no cache (calibrate still writes there)
-        try:
-            return models.create(args.model, device=args.device, home=args.home, **options)
-        except TypeError:
-            pass
+    if args.home and accepts(args.model, "home"):  # where a lit-* preset caches its weights; calibrate writes its
+        options["home"] = args.home  # constants into --home for every preset
     try:
         return models.create(args.model, device=args.device, **options)
     except TypeError as err:  # a non-LiT preset does not take weights/vocab

@@ -13,12 +13,13 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from models.train.captions import CAPTION_COLUMNS, IMAGE_COLUMNS
+
 log = logging.getLogger(__name__)
 
 IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff", ".heic", ".heif", ".avif"}
 _WORDNET_ID = re.compile(r"n\d{8}")
-_IMAGE_KEYS = ("image", "path", "file", "filepath", "filename", "image_path")
-_CAPTION_KEYS = ("caption", "text", "sentence", "captions", "raw")
+_IMAGE_KEYS, _CAPTION_KEYS = IMAGE_COLUMNS, CAPTION_COLUMNS  # one list of names, with models.train's reader
 
 
 @dataclass(frozen=True)

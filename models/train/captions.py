@@ -19,8 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 FORMATS = {".csv": "csv", ".tsv": "tsv", ".tab": "tsv", ".jsonl": "jsonl", ".ndjson": "jsonl"}
-IMAGE_COLUMNS = ("image", "path", "file", "filename", "image_path", "key")
-CAPTION_COLUMNS = ("caption", "text", "captions", "description")
+IMAGE_COLUMNS = ("image", "path", "file", "filepath", "filename", "image_path", "key")  # header / JSON key names
+CAPTION_COLUMNS = ("caption", "text", "captions", "description", "sentence", "raw")
 
 
 @dataclass(frozen=True)
@@ -102,12 +102,14 @@ def _parse_jsonl(lines: list[tuple[int, str]], result: ParsedCaptions) -> None:
         except json.JSONDecodeError as err:
             result.problems.append(Problem(number, f"bad JSON ({err.msg} at column {err.colno})"))
             continue
-        if not isinstance(record, dict) or "image" not in record or "caption" not in record:
-            result.problems.append(Problem(number, 'expected an object with "image" and "caption" keys'))
+        image = next((record[k] for k in IMAGE_COLUMNS if k in record), None) if isinstance(record, dict) else None
+        caption = next((record[k] for k in CAPTION_COLUMNS if k in record), None) if isinstance(record, dict) else None
+        if image is None or caption is None:
+            result.problems.append(Problem(number, 'expected an object with "image" and "caption" keys (or '
+                                                   '"path", "file"…; "text", "captions"…)'))
             continue
-        captions = record["caption"] if isinstance(record["caption"], list) else [record["caption"]]
-        for caption in captions:
-            _add(result, number, record["image"], caption)
+        for text in caption if isinstance(caption, list) else [caption]:
+            _add(result, number, image, text)
 
 
 def _parse_delimited(lines: list[tuple[int, str]], delimiter: str, result: ParsedCaptions) -> None:

@@ -168,6 +168,8 @@ def test_a_root_that_goes_away_and_comes_back_is_rescanned_and_watched_again(tmp
         away.rename(root)
         wait_for(lambda: svc.store.count(name) == 2)
         assert str(root / "album" / "while-away.jpg") in sum(stored(svc).values(), [])
+        write_jpeg(root / "album" / "after-return.jpg", size=(64, 64), color="purple")  # still followed
+        wait_for(lambda: str(root / "album" / "after-return.jpg") in sum(stored(svc).values(), []))
         # deleted and made again: another folder at the same path
         shutil.rmtree(root)
         time.sleep(1.0)

@@ -114,3 +114,14 @@ def test_an_image_path_the_system_cannot_take_is_one_skipped_row(tmp_path):
     keyed, problems = resolve_keys(read_captions(path).rows, tmp_path, keys_are_paths=True)
     assert [row.line for row, _ in keyed] == [1]
     assert [p.line for p in problems] == [2, 3] and "not a usable image path" in problems[0].reason
+
+
+def test_jsonl_takes_the_usual_key_names(tmp_path):
+    """The evaluation commands read caption files with this reader too; their files say "filepath"/"text"/"sentence"
+    as often as "image"/"caption" (a review found those refused after the readers were merged)."""
+    path = tmp_path / "captions.jsonl"
+    path.write_text('{"filepath": "a.jpg", "text": "a dog"}\n{"image": "b.jpg", "sentence": ["x", "y"]}\n'
+                    '{"photo": "c.jpg", "caption": "z"}\n')
+    parsed = read_captions(path)
+    assert [(r.image, r.caption) for r in parsed.rows] == [("a.jpg", "a dog"), ("b.jpg", "x"), ("b.jpg", "y")]
+    assert [p.line for p in parsed.problems] == [3]
