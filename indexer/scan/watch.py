@@ -128,7 +128,10 @@ class RootGuard(threading.Thread):
                 log.warning("%s is gone (moved, deleted or unmounted): its photos stay indexed; watching for it to "
                             "come back", root)
                 continue
-            log.warning("%s is back: rescanning it for what changed while it was away", root)
+            if before is None:
+                log.warning("%s is back: rescanning it for what changed while it was away", root)
+            else:  # e.g. a drive unmounted (its empty mount point) or mounted there
+                log.warning("%s is now another folder (a drive mounted or unmounted there?): rescanning it", root)
             # Always watched afresh: another folder may stand at the path (a new inode, or a reused one), and
             # watchdog's emitters stop for good when their root vanishes (polling on the first failed snapshot,
             # inotify on delete-self), even if the same folder comes back.

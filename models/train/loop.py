@@ -111,6 +111,9 @@ class Trainer:
             pairs += len(batch)
             bar.set_postfix(loss=f"{loss:.3f}", pairs_s=f"{pairs / (time.perf_counter() - start):.0f}")
         bar.close()
+        if not all(bool(torch.isfinite(p).all()) for p in self.params):  # a last step with inf gradients
+            raise TrainingDiverged(f"the weights stopped being numbers in epoch {epoch}; nothing of this epoch was "
+                                   "saved. Try a lower --lr, or check the image vectors and captions it trained on")
         lr = self.optimizer.param_groups[0]["lr"]
         return EpochStats(epoch, total_loss / max(pairs, 1), pairs, time.perf_counter() - start, lr)
 
