@@ -106,6 +106,13 @@ def _query(err, where):
                     str(err))
 
 
+def _home_is_a_file(err, where):
+    return Friendly(f"The data home cannot be created{where}: {err}.",
+                    "start the UI with `--home FOLDER` (or set LOUPE_HOME) naming a folder; it is created when "
+                    "missing.",
+                    str(err))
+
+
 def _image(err, where):
     return Friendly(f"That image cannot be used: {getattr(err, 'reason', err)}.",
                     "use a photo file (JPEG, PNG, HEIC, WebP…); an empty, truncated or non-image file cannot be read.",
@@ -126,6 +133,7 @@ def _schema(err, where):
 
 
 _RULES = [
+    ("indexer.stores.homedir.HomeNotAFolderError", _home_is_a_file),
     ("search.backend.NoIndexError", _no_index),
     ("ui.errors.NothingIndexedError", _nothing),
     ("indexer.owner.ownership.HomeOwnedError", _owned),

@@ -68,7 +68,8 @@ class MediaGuard:
                 continue
             if content_hash(data) == digest:
                 return candidate, data
-        raise Refused("the file changed or is gone since it was indexed (the watcher will catch up)")
+        raise Refused("the file changed or is gone since it was indexed (the index catches up at its next scan, "
+                      "or at once under `--watch`)")
 
     def display(self, digest: str, path: str | None = None) -> tuple[str, bytes]:
         """(path, JPEG bytes) of the photo, upright and at most `DISPLAY_SIDE` px (HEIC and huge files included)."""

@@ -7,6 +7,7 @@ in a background task; its loss and held-out recall are plotted after every epoch
 
 from __future__ import annotations
 
+import hashlib
 import re
 from pathlib import Path
 
@@ -87,9 +88,13 @@ def _captions_path(home: Path, typed: str, upload) -> Path:
     """An uploaded file is kept under the data home (`captions/`), so the run can be resumed from the CLI."""
     if upload is not None:
         safe = re.sub(r"[^A-Za-z0-9._-]+", "_", Path(upload.name).name).lstrip(".") or "captions.csv"
+        data = upload.getvalue()
         target = home / "captions" / safe
+        if target.is_file() and target.read_bytes() != data:  # another file of the same name: an earlier run may
+            digest = hashlib.sha256(data).hexdigest()[:8]  # still resume from the first one, so keep both
+            target = target.with_name(f"{target.stem}-{digest}{target.suffix}")
         target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_bytes(upload.getvalue())
+        target.write_bytes(data)
         return target
     path = _optional_path(typed)
     if path is None:

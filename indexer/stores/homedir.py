@@ -31,6 +31,15 @@ class NoHomeError(RuntimeError):
         self.home = home
 
 
+class HomeNotAFolderError(NoHomeError):
+    """The data home's path is taken by a file (or a folder on its way is): nothing can be created there."""
+
+    def __init__(self, home: Path, blocker: Path):
+        RuntimeError.__init__(self, f"the Loupe data home {home} cannot be a folder: {blocker} is a file. Point "
+                                    "--home / LOUPE_HOME at a folder (it is created when missing)")
+        self.home = home
+
+
 def require_home(home: Path) -> Path:
     """For reads: the home must exist already (nothing is created)."""
     if not Path(home).is_dir():
@@ -44,6 +53,9 @@ def prepare_home(home: Path, *, create: bool = True) -> Path:
     if not home.is_dir():
         if not create:
             raise NoHomeError(home)
+        blocker = next((p for p in (home, *home.parents) if p.exists() and not p.is_dir()), None)
+        if blocker is not None:
+            raise HomeNotAFolderError(home, blocker)
         home.mkdir(parents=True, mode=DIR_MODE, exist_ok=True)
         os.chmod(home, DIR_MODE)  # mkdir's mode is filtered by the umask; make it exact
     else:

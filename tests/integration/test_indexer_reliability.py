@@ -214,6 +214,24 @@ def test_reads_never_create_a_mistyped_home(tmp_path):
         assert not typo.exists(), args
 
 
+def test_a_data_home_that_is_a_file_is_one_line(tmp_path):
+    """Found by a breaker pass: --home naming a file ended in a FileExistsError traceback."""
+    from ui.errors import explain
+
+    root = _library(tmp_path / "photos", 1)
+    taken = tmp_path / "home"
+    taken.write_text("not a folder")
+    for home in (taken, taken / "below"):
+        done = _cli("indexer", str(root), "--model", "test-tiny", home=home)
+        assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
+        assert f"{taken} is a file" in done.stderr and "--home / LOUPE_HOME" in done.stderr
+    from indexer.stores.homedir import HomeNotAFolderError, prepare_home
+
+    with pytest.raises(HomeNotAFolderError) as refused:
+        prepare_home(taken)
+    assert "--home FOLDER" in explain(refused.value).fix  # the UI's message for it
+
+
 def test_status_while_an_owner_is_starting_waits_and_answers(tmp_path):
     """Issue 12.7: `indexer status` while an owner was starting printed a HomeOwnedError traceback."""
     from indexer.owner.ownership import Ownership
