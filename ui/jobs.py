@@ -99,6 +99,15 @@ def index_work(services, folders: list[str]) -> Callable[[Task], dict]:
     return work
 
 
+def job_summary(report: dict) -> str:
+    """'3 new · 2 already indexed · 1 failed', or what an empty folder deserves: 'no photos found there'."""
+    parts = [(report.get("embedded", 0), "new"), (report.get("reused", 0), "already indexed elsewhere"),
+             (report.get("unchanged", 0), "unchanged"), (report.get("failed", 0), "failed"),
+             (report.get("deleted", 0), "gone")]
+    said = " · ".join(f"{n} {label}" for n, label in parts if n)
+    return said or "no photos found there"
+
+
 def follow_job(services, job_id: str | None) -> Callable[[Task], dict]:
     """Follow an index job until it ends, reporting progress into the task.
 
@@ -120,8 +129,10 @@ def follow_job(services, job_id: str | None) -> Callable[[Task], dict]:
                             f"{files.get('indexed', 0)} indexed · {pending} pending · {files.get('failed', 0)} failed")
             if job["state"] == "failed":
                 raise RuntimeError(job.get("error") or "the index job failed")
-            if job["state"] == "done":
-                return job.get("report") or {}
+            if job["state"] == "done":  # what this job did, not the library's totals
+                report = job.get("report") or {}
+                task.update(1.0, job_summary(report))
+                return report
             time.sleep(POLL_SECONDS)
         return {}
 

@@ -167,6 +167,14 @@ def test_index_page_shows_counts_failures_model_and_store(library):
     assert not at.button(key="watch-start").disabled
 
 
+def test_an_index_job_reports_what_it_did_not_the_library_totals():
+    """Found by a breaker pass: adding an empty folder said "done. 9 indexed · 0 pending · 1 failed" (the library)."""
+    from ui.jobs import job_summary
+
+    assert job_summary({"embedded": 0, "reused": 0, "unchanged": 0, "failed": 0}) == "no photos found there"
+    assert job_summary({"embedded": 3, "failed": 1, "unchanged": 2}) == "3 new · 2 unchanged · 1 failed"
+
+
 def test_adding_a_folder_indexes_it_in_the_background(library, tmp_path):
     at = run_app("index_page.py")
     at.text_input(key="add-folder-path").input(str(tmp_path / "missing"))
@@ -182,7 +190,7 @@ def test_adding_a_folder_indexes_it_in_the_background(library, tmp_path):
         write_jpeg(extra / f"{colour}.jpg", image=solid_color_image(colour, (80, 60)))
     at.text_input(key="add-folder-path").input(str(extra))
     wait_for_tasks(click(at, "Index this folder"))
-    assert any(f"Indexing {extra}: done" in text for text in texts(at.success))
+    assert any(f"Indexing {extra}: done. 2 new" in text for text in texts(at.success)), texts(at.success)
     metrics = {m.label: m.value for m in at.metric}
     assert metrics["Indexed"] == "16" and metrics["Photos in the vector store"] == "16"
     assert str(extra) in list(at.dataframe[-1].value["folder"])  # now one of the index's folders
