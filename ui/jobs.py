@@ -100,7 +100,7 @@ def index_work(services, folders: list[str]) -> Callable[[Task], dict]:
 
 
 def job_summary(report: dict) -> str:
-    """'3 new · 2 already indexed · 1 failed', or what an empty folder deserves: 'no photos found there'."""
+    """'3 new · 2 unchanged · 1 failed', or what an empty folder deserves: 'no photos found there'."""
     parts = [(report.get("embedded", 0), "new"), (report.get("reused", 0), "already indexed elsewhere"),
              (report.get("unchanged", 0), "unchanged"), (report.get("failed", 0), "failed"),
              (report.get("deleted", 0), "gone")]
