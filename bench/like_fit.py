@@ -43,40 +43,41 @@ def read_split(root: Path, side: str) -> list[tuple[str, str]]:
     return rows
 
 
-def precision_at_k(vectors: np.ndarray, captions: list[str], k: int = K) -> float:
-    """Mean share of each query's k nearest others (by `vectors @ vectors.T`) that share its caption; queries are
-    the photos whose caption another photo has."""
+def precision_at_k(scores: np.ndarray, captions: list[str], k: int = K) -> float:
+    """Mean share of each query's k nearest others (row i of `scores`: photo i against every photo) that share its
+    caption; queries are the photos whose caption another photo has."""
     counts = defaultdict(int)
     for caption in captions:
         counts[caption] += 1
     labels = np.array(captions, object)
-    scores = vectors @ vectors.T
+    scores = np.array(scores, np.float32)
     np.fill_diagonal(scores, -np.inf)
     hits = [float(np.mean(labels[np.argsort(-scores[i], kind="stable")[:k]] == captions[i]))
             for i in range(len(captions)) if counts[captions[i]] > 1]
     return float(np.mean(hits)) if hits else float("nan")
 
 
+def like_scores(visual: np.ndarray, weights: dict[str, float]) -> np.ndarray:
+    """(Q, N): each photo as a "more like this" query (models.visual.like_vector, as the engine builds it) against
+    the stored visual vectors of all of them."""
+    from models.visual import like_vector
+
+    return like_vector(visual, weights) @ visual.T
+
+
 def families_first(vectors: dict[str, np.ndarray], library: list[str], families, weights: dict[str, float]) -> int:
     """Families (bench.dedupe_fit.read_families) whose every variant ranks above every other photo when the
     original queries the split's library plus its variants: near-duplicates must still come first."""
+    from models.visual import like_vector
+
     first = 0
     for family in families:
         original = family.members["original"]
         variants = set(family.members.values()) - {original}
         pool = [p for p in library if p != original] + sorted(variants)
-        scores = ranked(np.stack([vectors[p] for p in pool]), weights) @ ranked(vectors[original][None], weights)[0]
+        scores = np.stack([vectors[p] for p in pool]) @ like_vector(vectors[original], weights)
         first += {pool[i] for i in np.argsort(-scores, kind="stable")[:len(variants)]} == variants
     return first
-
-
-def ranked(visual: np.ndarray, weights: dict[str, float]) -> np.ndarray:
-    """Rows whose dot products rank like the engine's reweighted query against stored vectors (both sides
-    reweighted the same way: the order per query is the same, since the stored side's norm is fixed)."""
-    from models.visual import split
-
-    parts = split(visual)
-    return np.concatenate([np.sqrt(weights[name]) * parts[name] for name in ("features", "layout", "fine")], axis=1)
 
 
 def fit(visual: np.ndarray, captions: list[str]) -> tuple[dict[str, float], float]:
@@ -84,7 +85,7 @@ def fit(visual: np.ndarray, captions: list[str]) -> tuple[dict[str, float], floa
     for layout in GRID:
         for fine in GRID:
             weights = {"features": 1.0, "layout": layout, "fine": fine}
-            score = precision_at_k(ranked(visual, weights), captions)
+            score = precision_at_k(like_scores(visual, weights), captions)
             if score > best_score + 1e-9:
                 best, best_score = weights, score
     return best, best_score
@@ -117,7 +118,7 @@ def report(model: str, root: Path, refresh: bool) -> str:
              f"{'ranking':58} {'dev P@5':>8} {'held-out P@5':>13} {'dev dups first':>15} {'held-out':>9}",
              "-" * 107]
     for name, weights in rows:
-        figures = [precision_at_k(ranked(v, weights) if weights else s, c)
+        figures = [precision_at_k(like_scores(v, weights) if weights else s @ s.T, c)
                    for v, s, c in (data[side] for side in SPLITS)]
         first = [f"{families_first(vectors['visual'], [p for p, _ in sides[side]], families[side], weights)}/"
                  f"{len(families[side])}" if weights else "" for side in SPLITS]
