@@ -7,8 +7,8 @@ path". Folder events touch the folder, which the indexer reconciles as a unit.
 A watched root itself can go away and come back: renamed away and back, a drive unmounted and mounted again, a
 folder deleted and restored. inotify has nothing to say about what changed meanwhile (a watch follows the folder's
 inode, and reports what happens in the renamed folder under the old, now wrong, path), so `RootGuard` looks at
-every root every few seconds; one that comes back is rescanned as a whole (its folder is touched), and watched
-afresh when it came back as another folder (another inode or device).
+every root every few seconds; one that comes back (or is another folder now: another inode or device) is
+rescanned as a whole (its folder is touched) and watched afresh.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ import logging
 import os
 import stat
 import threading
+import time
 from pathlib import Path
 
 from watchdog.events import FileSystemEvent, FileSystemEventHandler
@@ -97,19 +98,21 @@ class RootGuard(threading.Thread):
         self.observer, self.handler, self.queue = observer, handler, queue
         self.interval = ROOT_CHECK_S if interval is None else interval
         self.seen: dict[Path, tuple[int, int] | None] = {}  # identity at the last look
-        self.watched: dict[Path, tuple[object, tuple[int, int] | None]] = {}  # (watchdog watch, identity it holds)
+        self.watched: dict[Path, object] = {}  # the watchdog watch of each root
         self.returns = 0  # roots that came back (for tests and the log)
 
     def schedule(self, root: Path) -> None:
         """Watch `root` (recursively); also how `Supervisor._watch_more` adds a root."""
         identity = _identity(root)
-        watch = self.observer.schedule(self.handler, str(root), recursive=True,
-                                       follow_symlink=self.handler.rules.follow_symlinks)
-        self.watched[root], self.seen[root] = (watch, identity), identity
+        self.watched[root] = self.observer.schedule(self.handler, str(root), recursive=True,
+                                                    follow_symlink=self.handler.rules.follow_symlinks)
+        self.seen[root] = identity
 
     def run(self) -> None:
-        stopped = threading.Event()
-        while not stopped.wait(self.interval) and self.observer.is_alive():
+        while True:
+            time.sleep(self.interval)
+            if not self.observer.is_alive():  # the watch was stopped: so is its guard
+                return
             try:
                 self.check()
             except Exception:  # a guard that dies would leave the roots unguarded without a word
@@ -135,7 +138,7 @@ class RootGuard(threading.Thread):
             # Always watched afresh: another folder may stand at the path (a new inode, or a reused one), and
             # watchdog's emitters stop for good when their root vanishes (polling on the first failed snapshot,
             # inotify on delete-self), even if the same folder comes back.
-            watch, _ = self.watched.get(root, (None, None))
+            watch = self.watched.get(root)
             if watch is not None:
                 with contextlib.suppress(KeyError, OSError):  # already dropped by watchdog
                     self.observer.unschedule(watch)
