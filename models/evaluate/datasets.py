@@ -13,13 +13,12 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from models.train.captions import CAPTION_COLUMNS, IMAGE_COLUMNS
+from models.train.captions import CAPTION_COLUMNS, IMAGE_COLUMNS, CaptionsError, read_captions
 
 log = logging.getLogger(__name__)
 
 IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff", ".heic", ".heif", ".avif"}
 _WORDNET_ID = re.compile(r"n\d{8}")
-_IMAGE_KEYS, _CAPTION_KEYS = IMAGE_COLUMNS, CAPTION_COLUMNS  # one list of names, with models.train's reader
 
 
 @dataclass(frozen=True)
@@ -125,8 +124,6 @@ def captions_file(path: Path, images_root: Path | None = None) -> RetrievalSet:
 
     Read by the same reader as `python -m models.train` (models.train.captions): a bad row (too few columns, an
     empty caption, a line that is not UTF-8) is skipped and logged with its line number, never the whole file."""
-    from models.train.captions import CaptionsError, read_captions
-
     parsed = read_captions(path)
     for problem in parsed.problems[:10]:
         log.warning("%s: %s (skipped)", path.name, problem)
@@ -154,7 +151,7 @@ def _rows(path: Path) -> list[tuple[str, object]]:
         return [_json_row(json.loads(line), path) for line in text.splitlines() if line.strip()]
     delimiter = "\t" if path.suffix.lower() == ".tsv" or ("\t" in text.partition("\n")[0]) else ","
     rows = [row for row in csv.reader(text.splitlines(), delimiter=delimiter) if row and any(c.strip() for c in row)]
-    if rows and rows[0][0].strip().lower() in _IMAGE_KEYS:
+    if rows and rows[0][0].strip().lower() in IMAGE_COLUMNS:
         rows = rows[1:]
     bad = [row for row in rows if len(row) < 2]
     if bad:
@@ -163,8 +160,9 @@ def _rows(path: Path) -> list[tuple[str, object]]:
 
 
 def _json_row(record: dict, path: Path) -> tuple[str, object]:
-    image = next((record[k] for k in _IMAGE_KEYS if k in record), None)
-    value = next((record[k] for k in (*_CAPTION_KEYS, "label") if k in record), None)
+    image = next((record[k] for k in IMAGE_COLUMNS if k in record), None)
+    value = next((record[k] for k in (*CAPTION_COLUMNS, "label") if k in record), None)
     if image is None or value is None:
-        raise ValueError(f"{path}: each JSON line needs an image key {_IMAGE_KEYS} and a caption key {_CAPTION_KEYS}")
+        raise ValueError(f"{path}: each JSON line needs an image key {IMAGE_COLUMNS} and a caption key "
+                         f"{CAPTION_COLUMNS}")
     return str(image), value

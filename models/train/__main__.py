@@ -133,8 +133,9 @@ def _resolve_config(args: argparse.Namespace, home: Path) -> tuple[TrainConfig, 
     if args.captions is not None and Path(args.captions).resolve() != stored.captions:
         log.warning("ignoring %s: run %s continues on %s", args.captions, name, stored.captions)
     fresh = config_from_args(argparse.Namespace(**{**vars(args), "captions": stored.captions or Path(".")}))
+    defaults = TrainConfig(captions=stored.captions)
     changed = [f.name for f in fields(TrainConfig) if f.name not in RESUME_MAY_CHANGE | {"captions", "name"}
-               and getattr(fresh, f.name) != getattr(TrainConfig(captions=stored.captions), f.name)
+               and getattr(fresh, f.name) != getattr(defaults, f.name)
                and getattr(fresh, f.name) != getattr(stored, f.name)]
     if changed:  # a resumed run keeps its settings: say so rather than ignore the flags silently
         log.warning("run %s continues with its own settings; ignored: %s", name,

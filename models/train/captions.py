@@ -102,8 +102,9 @@ def _parse_jsonl(lines: list[tuple[int, str]], result: ParsedCaptions) -> None:
         except json.JSONDecodeError as err:
             result.problems.append(Problem(number, f"bad JSON ({err.msg} at column {err.colno})"))
             continue
-        image = next((record[k] for k in IMAGE_COLUMNS if k in record), None) if isinstance(record, dict) else None
-        caption = next((record[k] for k in CAPTION_COLUMNS if k in record), None) if isinstance(record, dict) else None
+        record = record if isinstance(record, dict) else {}
+        image = next((record[k] for k in IMAGE_COLUMNS if k in record), None)
+        caption = next((record[k] for k in CAPTION_COLUMNS if k in record), None)
         if image is None or caption is None:
             result.problems.append(Problem(number, 'expected an object with "image" and "caption" keys (or '
                                                    '"path", "file"…; "text", "captions"…)'))

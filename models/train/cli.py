@@ -148,12 +148,12 @@ def print_result(result: TrainResult, *, as_json: bool) -> None:
           f"train {result.train_size['pairs']} pairs / {result.train_size['images']} images" +
           (f", val {result.val_size['pairs']} / {result.val_size['images']}" if result.val_size else ", no val"))
     if result.metrics_before and result.metrics_after:
+        # the kept epoch is the best by this split only when --keep chose by it (auto: a split of >= 50 photos)
+        kept = "last epoch kept" if result.best_epoch == result.epochs_completed else \
+            f"epoch {result.best_epoch} kept: best on this"
         for way, label in (("t2i", "T→I"), ("i2t", "I→T")):
             before = "/".join(f"{100 * result.metrics_before[f'{way}_r{k}']:.1f}" for k in (1, 5, 10))
             after = "/".join(f"{100 * result.metrics_after[f'{way}_r{k}']:.1f}" for k in (1, 5, 10))
-            # the kept epoch is the best by this split only when --keep chose by it (auto: a split of >= 50 photos)
-            kept = "last epoch kept" if result.best_epoch == result.epochs_completed else \
-                f"epoch {result.best_epoch} kept: best on this"
             chosen = f"   ({kept})" if way == "t2i" else ""
             print(f"val {label} R@1/5/10: {before} → {after}{chosen}")
     check = result.locked_check

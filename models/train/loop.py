@@ -34,6 +34,10 @@ class TrainingDiverged(RuntimeError):
     """The loss stopped being a number: the run ends before its weights (NaN by then) can be saved or promoted."""
 
 
+DIVERGED_ADVICE = ("nothing of this epoch was saved. Try a lower --lr, or check the image vectors and captions it "
+                   "trained on")
+
+
 def contrastive_loss(model: LitModel, image_vectors: torch.Tensor, text_vectors: torch.Tensor) -> torch.Tensor:
     """Symmetric InfoNCE (CLIP, Radford et al. 2021; LiT): cross-entropy image→text and text→image, averaged.
 
@@ -102,9 +106,8 @@ class Trainer:
             loss = self._micro_step(batch)
             if not math.isfinite(loss):
                 bar.close()
-                raise TrainingDiverged(
-                    f"the loss became {loss} in epoch {epoch} (batch {i + 1} of {len(batches)}); nothing of this "
-                    "epoch was saved. Try a lower --lr, or check the image vectors and captions it trained on")
+                raise TrainingDiverged(f"the loss became {loss} in epoch {epoch} (batch {i + 1} of {len(batches)}); "
+                                       + DIVERGED_ADVICE)
             if (i + 1) % self.config.accum_steps == 0 or i + 1 == len(batches):
                 self._optimizer_step()
             total_loss += loss * len(batch)
@@ -112,8 +115,7 @@ class Trainer:
             bar.set_postfix(loss=f"{loss:.3f}", pairs_s=f"{pairs / (time.perf_counter() - start):.0f}")
         bar.close()
         if not all(bool(torch.isfinite(p).all()) for p in self.params):  # a last step with inf gradients
-            raise TrainingDiverged(f"the weights stopped being numbers in epoch {epoch}; nothing of this epoch was "
-                                   "saved. Try a lower --lr, or check the image vectors and captions it trained on")
+            raise TrainingDiverged(f"the weights stopped being numbers in epoch {epoch}; " + DIVERGED_ADVICE)
         lr = self.optimizer.param_groups[0]["lr"]
         return EpochStats(epoch, total_loss / max(pairs, 1), pairs, time.perf_counter() - start, lr)
 
