@@ -135,8 +135,9 @@ def main(argv: list[str] | None = None) -> int:
     from indexer.scan.decode import DecodeError
     from search.query import QueryError
 
+    flt = filter_from(args)
     try:
-        page = engine.search(query, filter=filter_from(args), limit=args.limit, offset=args.offset,
+        page = engine.search(query, filter=flt, limit=args.limit, offset=args.offset,
                              min_score=args.min_score, collapse_duplicates=not args.no_collapse, mode=args.mode)
     except OwnerRequestError as err:  # the owner refused (422: an image it cannot decode): its words, one line
         print(f"error: {err.detail}", file=sys.stderr)
@@ -153,7 +154,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         engine.close()
     print(json.dumps(page.to_json(), indent=2) if args.json else
-          render(page, args.min_score, filtered=filter_from(args) is not None))
+          render(page, args.min_score, filtered=flt is not None))
     return 0
 
 

@@ -21,10 +21,9 @@ _DANGLING = re.compile(r"(^[+-]\s)|(\s[+-]$)")
 _WEIGHTED = re.compile(r"^\s*(\d+(?:\.\d+)?|\.\d+)\s*\*\s*(.+?)\s*$")
 
 
-
-
 class QueryError(ValueError):
     """A query that cannot be run as written (an operator without a term, a zero weight, nothing positive)."""
+
 
 @dataclass(frozen=True)
 class Term:
