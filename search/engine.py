@@ -10,8 +10,8 @@ the text-aligned space can be too coarse for it (offline-lite's puts unrelated p
 reweighted for neighbours (`models.visual.like_vector`: features over thumbnails) and judged by the `visual`
 relevance thresholds fitted in that same space; a query with any text ranks in the text-aligned space.
 Near-duplicates are folded by their visual vectors (search.dedupe), so a resized copy folds and a different photo of
-the same kind of thing does not. An index whose photos do not all have
-a visual vector yet (an older index being upgraded) keeps answering image queries in the text-aligned space.
+the same kind of thing does not. An index whose photos do not all have a visual vector yet (an older index being
+upgraded) keeps answering image queries in the text-aligned space.
 
 Words (`mode`): a text query also looks for its words among the words people gave their photos (search.lexical:
 folder names, file names, keywords, captions, manual tags) under the same filter, and the two rankings are fused

@@ -107,16 +107,16 @@ def guard():
     return MediaGuard(backend.store, backend.collection.name, library().by_path, found.home / "thumbnails")
 
 
-def show_error(err: BaseException) -> None:
-    """A friendly message with the fix; the raw message folded away. An owner that stopped answering is forgotten,
-    so reloading recovers without restarting the UI."""
+def show_error(err: BaseException, prefix: str = "") -> None:
+    """A friendly message with the fix (after `prefix`, e.g. which background task failed); the raw message folded
+    away. An owner that stopped answering is forgotten, so reloading recovers without restarting the UI."""
     home = None
     try:
         home = options().home
     except Exception:  # noqa: BLE001
         pass
     friendly = explain(err, home)
-    st.error(friendly.markdown())
+    st.error(prefix + friendly.markdown())
     if friendly.detail:
         with st.expander("Details"):
             st.code(friendly.detail, language=None)

@@ -13,8 +13,8 @@ from datetime import datetime, timezone
 
 import streamlit as st
 
-from ui.errors import explain
 from ui.jobs import Task
+from ui.state import show_error
 
 COLUMNS = 4
 PLACEHOLDER = ":material/image:"
@@ -146,11 +146,7 @@ def task_status(task: Task) -> None:
     elif task.state == "done":
         st.success(f"{task.label}: done. {task.message}")
     elif task.exception is not None:  # the same friendly title and fix as any other error on the page
-        friendly = explain(task.exception)
-        st.error(f"{task.label} failed. {friendly.markdown()}")
-        if friendly.detail:
-            with st.expander("Details"):
-                st.code(friendly.detail, language=None)
+        show_error(task.exception, prefix=f"{task.label} failed. ")
     else:
         st.error(f"{task.label} failed: {task.error}")
 
