@@ -92,6 +92,7 @@ def tune(args: argparse.Namespace, pairs: Path, npz: Path, mode: str, name: str,
 
 
 def photo_folds(keys: list[str], folds: int, seed: int) -> dict[str, int]:
+    """Photo key → fold, by a seeded shuffle (bench/tuning_dev.py's folds on dev, `--protocol photos` on held-out)."""
     order = keys[:]
     random.Random(seed).shuffle(order)
     return {k: i % folds for i, k in enumerate(order)}

@@ -45,7 +45,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import models  # noqa: E402
 from bench.offline_eval import encode_images, encode_texts  # noqa: E402
-from bench.tuning import read_pairs, write_pairs  # noqa: E402
+from bench.tuning import photo_folds, read_pairs, write_pairs  # noqa: E402
 
 DEFAULT_CANDIDATES = ["keep=best", "", "lr=3e-3", "lr=3e-4", "batch_size=16", "batch_size=32", "epochs=30,patience=5",
                       "val_fraction=0"]
@@ -106,9 +106,7 @@ def main(argv: list[str] | None = None) -> None:
     keys = list(dict.fromkeys(k for k, _ in inhouse))
     stored = encode_images(base, [folder / k for k in keys])
     vectors = dict(zip(keys, stored, strict=True))
-    order = keys[:]
-    random.Random(args.seed).shuffle(order)
-    fold_of = {k: i % args.folds for i, k in enumerate(order)}
+    fold_of = photo_folds(keys, args.folds, args.seed)
     candidates = [(c or "(defaults)", parse_candidate(c)) for c in args.candidates]
     results: dict[tuple[str, int], list[dict]] = {}
     base_scores: dict[int, list[dict]] = {}
