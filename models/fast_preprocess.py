@@ -1,4 +1,11 @@
-"""timm's eval transform (resize shorter side → center crop → to tensor → normalize), at a third of its CPU cost.
+"""timm's eval transform (resize → center crop → to tensor → normalize), at a third of its CPU cost.
+
+Two of timm's crop modes: `center` (the shorter side is resized to size / crop_pct, aspect kept, then the center is
+cropped) and `squash` (both sides resized to size / crop_pct, aspect not kept; with crop_pct 1 the whole photo is
+seen, which offline-lite uses since image space 3: a wide photo's subject is not cut away). A squash that scales
+the two sides by different factors is resized in two passes, rounded to uint8 between them, and Pillow and torch do
+not always take the passes in the same order: up to ~6 levels apart on a quarter of the pixels there (mean < 1
+level; the tests bound it), where an aspect-keeping resize is within one level on ~0.3%.
 
 The indexer preprocesses every photo in its decode pool, so this is per-image worker time. timm's transform resizes
 the whole image with Pillow (no SIMD), crops, then converts and normalises in three tensor passes. Here:
@@ -14,8 +21,8 @@ which ~1.5 ms is Pillow's export of the pixels (the indexer shares that export w
 these ops on the calling thread only when that thread is not torch's main thread, which is where the indexer calls
 it (its decode pool); the model's intra-op threads are not disturbed.
 
-Only the configurations the fast path reproduces take it (center crop, bilinear or bicubic, square input, no border
-trim); anything else keeps timm's transform.
+Only the configurations the fast path reproduces take it (center or squash crop, bilinear or bicubic, square input,
+no border trim); anything else keeps timm's transform.
 """
 
 from __future__ import annotations
@@ -39,10 +46,12 @@ def resize_uint8(pixels: np.ndarray, width: int, height: int, mode: str = "bicub
 
 
 class CenterCropPreprocess:
-    """PIL image → (3, size, size) float32 tensor, as timm's `transforms_imagenet_eval` for a center-crop config."""
+    """PIL image → (3, size, size) float32 tensor, as timm's `transforms_imagenet_eval` for a center or squash crop
+    config (`squash`: both sides resized to size / crop_pct before the center crop)."""
 
-    def __init__(self, size: int, crop_pct: float, interpolation: str, mean, std):
+    def __init__(self, size: int, crop_pct: float, interpolation: str, mean, std, squash: bool = False):
         self.size = int(size)
+        self.squash = bool(squash)
         self.crop_pct = float(crop_pct)
         self.scale_size = math.floor(self.size / self.crop_pct)
         self.interpolation = interpolation
@@ -56,18 +65,22 @@ class CenterCropPreprocess:
     def from_config(cls, config: dict) -> CenterCropPreprocess | None:
         """The fast equivalent of timm's eval transform for `config`, or None where it would not be identical."""
         size = config.get("input_size", (3, 224, 224))
-        if (len(size) != 3 or size[0] != 3 or size[1] != size[2] or config.get("crop_mode", "center") != "center"
+        if (len(size) != 3 or size[0] != 3 or size[1] != size[2]
+                or config.get("crop_mode", "center") not in ("center", "squash")
                 or config.get("interpolation", "bilinear") not in _MODES or config.get("crop_border_pixels")
                 or len(config.get("mean", ())) != 3 or len(config.get("std", ())) != 3):
             return None
         crop_pct = config.get("crop_pct") or 0.875  # timm's DEFAULT_CROP_PCT
         if math.floor(size[2] / crop_pct) < size[2]:
             return None  # the crop would pad
-        return cls(size[2], crop_pct, config.get("interpolation", "bilinear"),
-                   config["mean"], config["std"])
+        return cls(size[2], crop_pct, config.get("interpolation", "bilinear"), config["mean"], config["std"],
+                   squash=config.get("crop_mode") == "squash")
 
     def resized_size(self, width: int, height: int) -> tuple[int, int]:
-        """torchvision's Resize(int): the shorter side becomes scale_size, the longer one is truncated."""
+        """torchvision's Resize(int): the shorter side becomes scale_size, the longer one is truncated; squash:
+        Resize((scale_size, scale_size))."""
+        if self.squash:
+            return self.scale_size, self.scale_size
         if width <= height:
             return self.scale_size, int(self.scale_size * height / width)
         return int(self.scale_size * width / height), self.scale_size
@@ -92,5 +105,6 @@ class CenterCropPreprocess:
         return torch.from_numpy(out)
 
     def __repr__(self) -> str:
-        return (f"CenterCropPreprocess(size={self.size}, resize_shorter={self.scale_size}, "
+        resize = "squash" if self.squash else "resize_shorter"
+        return (f"CenterCropPreprocess(size={self.size}, {resize}={self.scale_size}, "
                 f"interpolation={self.interpolation})")
