@@ -12,8 +12,10 @@ Rows:
 - `class names → class prob`: the zero-training baseline of shared/docs/environment.md (query → nearest ImageNet
   class name by MiniLM cosine → photos ranked by that class's probability, EfficientNet-Lite0 at T=2);
 - `offline-lite-v1`: the first generation (1000-class image space, shipped head);
-- `offline-lite`: image space 2 (classes + features, WordNet concept head, shipped head, the text side's hub
-  correction `HUB_STRENGTH`, chosen on dev by bench/hub_fit.py);
+- `offline-lite-v2`: image space 2 (classes + features, WordNet concept head, shipped head, the text side's hub
+  correction `HUB_STRENGTH`, chosen on dev by bench/hub_fit.py), photos center-cropped;
+- `offline-lite`: image space 3, the same towers with the whole photo squashed into the input square (the
+  preprocessing chosen on dev: models/offline_lite.py's docstring);
 - each `--model NAME=X`: any preset or saved model directory (e.g. a tuned version, or the recipe's `init`).
 
 Columns per split: T→I R@1/5/10 (a caption's own photo among the top K; photos sharing the exact caption do not
@@ -153,6 +155,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--model", nargs="*", default=[], metavar="NAME=MODEL",
                         help="more rows: a preset or a saved model directory")
     parser.add_argument("--no-v1", action="store_true", help="skip the generation-1 row (and the baseline)")
+    parser.add_argument("--no-v2", action="store_true", help="skip the image-space-2 (center crop) row")
     parser.add_argument("--no-shipped", action="store_true", help="skip the shipped `offline-lite` row")
     parser.add_argument("--per-category", action="store_true", help="also print broad-query R-precision per category")
     args = parser.parse_args(argv)
@@ -163,6 +166,7 @@ def main(argv: list[str] | None = None) -> None:
         photoset.materialize(folder)
     torch.manual_seed(0)
     rows: list[tuple[str, str]] = ([] if args.no_v1 else [("offline-lite-v1", "offline-lite-v1")])
+    rows += [] if args.no_v2 else [("offline-lite-v2", "offline-lite-v2")]
     rows += [] if args.no_shipped else [("offline-lite", "offline-lite")]
     rows += [tuple(spec.split("=", 1)) for spec in args.model]
     data = {s: read_split(folder, s) for s in SPLITS}

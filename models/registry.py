@@ -27,7 +27,9 @@ _BUILTIN: tuple[tuple[str, str, str, str], ...] = (  # name, module, factory, de
      'LiT ViT-L/16 + BERT-large (75.7% ImageNet 0-shot; ~1.3 GB, slow on CPU); downloads once'),
     ('offline-lite', 'models.offline_lite', 'offline_lite',
      'EfficientNet-Lite0 (ImageNet classes + features) + MiniLM-L6 with a WordNet concept head, from PyPI '
-     'packages; works with no network (image space 2)'),
+     'packages; works with no network (image space 3: the whole photo, squashed)'),
+    ('offline-lite-v2', 'models.offline_lite', 'offline_lite_v2',
+     'offline-lite image space 2 (center crop); kept so indexes built with it serve until rebuilt'),
     ('offline-lite-v1', 'models.offline_lite', 'offline_lite_v1',
      'first offline-lite (1000-class image space); kept so indexes built with it serve until rebuilt'),
     ('test-tiny', 'models.presets', 'test_tiny',

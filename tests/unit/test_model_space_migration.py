@@ -1,25 +1,55 @@
-"""A preset that changes its image space under the same name (offline-lite → image space 2) migrates like a model
-change: the old collection is handed to the preset that still builds it and keeps serving; a new one is built."""
+"""A preset that changes its image space under the same name (offline-lite → image space 2, then 3) migrates like a
+model change: the old collection is handed to the preset that still builds it and keeps serving; a new one is
+built."""
 
 from __future__ import annotations
 
 from types import SimpleNamespace
 
 import pytest
+import torch
 
 from indexer.owner.modelslot import complete_collection, retire_old_spaces, target_collection
 from indexer.stores.catalog import Catalog
 from models.registry import list_presets, retired_variant
 
 OLD_ID = "efficientnet_lite0-5ac0ffee0001"  # generation 1 ids: the same arch, 1000-d vectors
-NEW = SimpleNamespace(image_tower_id="efficientnet_lite0-24abe65a12f3", dim=2280)
+SPACE_2_ID = "efficientnet_lite0-24abe65a12f3"  # generation 2: the center-cropping tower, 2280-d
+NEW = SimpleNamespace(image_tower_id="efficientnet_lite0-36648057810c", dim=2280)  # image space 3 (squash)
 
 
-def test_the_registry_recognises_generation_1_collections_without_loading_a_model():
+def test_the_registry_recognises_earlier_generations_without_loading_a_model():
     assert retired_variant("offline-lite", OLD_ID, 1000) == "offline-lite-v1"
+    assert retired_variant("offline-lite", SPACE_2_ID, 2280) == "offline-lite-v2"
     assert retired_variant("offline-lite", NEW.image_tower_id, NEW.dim) is None
     assert retired_variant("test-tiny", OLD_ID, 1000) is None
-    assert "offline-lite-v1" in list_presets()
+    assert {"offline-lite-v1", "offline-lite-v2"} <= set(list_presets())
+
+
+def test_the_space_2_preset_builds_the_tower_its_collections_are_recognised_by(lite_bundle):
+    """`SPACE_2_IDS` is how a space-2 collection is recognised with no model load; it must name the tower that
+    `offline-lite-v2` really builds, and the current preset must build another one (its own collection)."""
+    import models
+    from models.offline_lite import IMAGE_SPACE, SPACE_2_IDS
+
+    old = models.create("offline-lite-v2", device="cpu")
+    assert old.model.image_tower.fingerprint() in SPACE_2_IDS and old.spec["image_space"] == "offline-lite/2"
+    assert lite_bundle.model.image_tower.fingerprint() not in SPACE_2_IDS
+    assert lite_bundle.spec["image_space"] == IMAGE_SPACE == "offline-lite/3"
+    # the text side is the same model: a query means the same in both spaces
+    assert torch.equal(old.model.encode_texts(["a red fox"]), lite_bundle.model.encode_texts(["a red fox"]))
+
+
+@pytest.mark.parametrize(("old_id", "dim", "legacy"), [(OLD_ID, 1000, "offline-lite-v1"),
+                                                       (SPACE_2_ID, 2280, "offline-lite-v2")])
+def test_space_2_collections_serve_while_space_3_is_built(tmp_path, old_id, dim, legacy):
+    with Catalog.for_home(tmp_path) as catalog:
+        catalog.add_collection("images-" + old_id, "offline-lite", old_id, dim)
+        catalog.set_active_collection("images-" + old_id)
+        info = target_collection(catalog, "offline-lite", lambda: NEW)
+        assert info.name == "images-" + NEW.image_tower_id
+        assert catalog.get_collection("images-" + old_id).model == legacy
+        assert catalog.active_collection().name == "images-" + old_id
 
 
 def test_old_offline_lite_collection_serves_while_the_new_space_is_built(tmp_path, caplog):
