@@ -335,7 +335,7 @@ def measure_small_libraries(split: Split, work: Path, model: str, constants: Pat
     words = [w for w in photoset.tiny_subjects(source) if w not in NOT_SUBJECTS]
     subject = max(words, key=lambda w: sum(w in photoset.subject_words(p.caption) for p in source)) if words else None
     library, subject_photos = photoset.tiny_library(source, subject=subject, seed=SEED)
-    word = next(iter(set.intersection(*(photoset.subject_words(p.caption) for p in subject_photos))))
+    word = sorted(set.intersection(*(photoset.subject_words(p.caption) for p in subject_photos)))[0]  # run to run
     lib = Library(f"{split.name}-tiny", [mine[p.key] for p in library], work, model, constants)
     try:
         page = lib.search(word, limit=20, collapse_duplicates=False)

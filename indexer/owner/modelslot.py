@@ -143,7 +143,7 @@ def target_collection(catalog: Catalog, model_name: str, slot: ModelSlot) -> Col
     """The collection to write: the active one when it belongs to `model_name`, else one built for it.
 
     Only a model change loads the model here (its image tower id names the new collection). A preset whose image
-    space changed under the same name (offline-lite → image space 2) counts as a model change: its old
+    space changed under the same name (offline-lite → image space 2, then 3) counts as a model change: its old
     collections are handed to the preset that still builds them (`retire_old_spaces`), which serves them until
     the new collection is complete.
     """

@@ -1,8 +1,12 @@
-"""Reproduce offline-lite's shipped text head, `models/weights/offline_lite2_text.safetensors` (image space 2).
+"""Reproduce offline-lite's shipped text head, `models/weights/offline_lite2_text.safetensors` (image spaces 2 and 3:
+it is trained on concept targets, not on photos, so the image preprocessing does not enter it).
 
     python -m models.recipes.offline_lite [--out FILE] [--workdir DIR] [--epochs 1] [--no-tune]
 
-Offline and deterministic (CPU, seed 0: reruns give bit-identical tensors). The concept hierarchy it reads,
+Offline and deterministic (CPU, seed 0, one CPU thread: reruns give bit-identical tensors). One thread because a
+float sum's order depends on how many threads split it: the same recipe on 2 threads gave tensors one float16 step
+apart in places, so the shipped file was reproducible only on a machine with as many cores as the one that made it.
+The concept hierarchy it reads,
 `models/data/offline_lite_concepts.json`, is built from WordNet by `python -m models.recipes.concepts` (only that
 step needs Debian's `wordnet-base`); this recipe needs only the PyPI packages. The weights are produced by Loupe's own
 tuning CLI, `python -m models.train`, so what ships is exactly what a user's tuning run would produce from the same
@@ -60,6 +64,7 @@ INIT_TEMPERATURE = 0.03
 SEED = 0
 EPOCHS = 1  # MiniLM re-reads every training phrase each epoch (head mode): ~6k phrases, minutes on 2 cores
 VERSION_NAME = "offline-lite2-text"
+THREADS_ENV = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}  # for the CLI run: see the module docstring
 HEAD = "text_tower.head.0."
 HEAD_KEYS = tuple(HEAD + k for k in ("concept.weight", "concept.bias", "log_temperature", "direct.weight"))
 CLASS_SYNONYMS, CLASS_TEMPLATES = 2, TEMPLATES[:2]  # per class: 2 names × 2 phrasings
@@ -178,7 +183,8 @@ def train_with_cli(workdir: Path, init: Path, *, epochs: int = EPOCHS, seed: int
                "--seed", str(seed), "--device", "cpu", "--home", str(workdir / "home"), "--name", VERSION_NAME,
                "--json"]
     log.info("running: %s", " ".join(command))
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))}
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")])),
+           **THREADS_ENV}
     done = subprocess.run(command, cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, text=True, check=False)
     if done.returncode != 0:
         raise RuntimeError(f"python -m models.train failed with status {done.returncode} (its errors are above)")
@@ -221,6 +227,8 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     from safetensors.torch import save_file
+
+    torch.set_num_threads(1)  # the init's embeddings too (module docstring); the CLI run gets THREADS_ENV
 
     if args.no_tune:
         tensors, provenance = build_init(), {"recipe": "models.recipes.offline_lite", "tuned": False}
