@@ -54,8 +54,10 @@ def collapse(vectors: Sequence[np.ndarray | None] | np.ndarray,
     """Groups of row indices (rows in rank order); each group's first index is the one to show.
 
     A row joins the group holding a near-duplicate of it (any member, not only the shown one: which copy of a
-    photo ranks first depends on the query, the grouping should not); of several, the one with the most similar
-    member. `rule` is a `FoldRule` over visual vectors, or a plain cosine threshold (text-aligned vectors). A row
+    photo ranks first depends on the query, the grouping should not). A row that is a near-duplicate of members of
+    several groups links them, and they become one (single linkage): a crop that matched none of the copies ranked
+    after it started a group of its own, and the original that matches both would otherwise leave the family shown
+    twice. `rule` is a `FoldRule` over visual vectors, or a plain cosine threshold (text-aligned vectors). A row
     that is None has no vector to compare: it is a group of its own and never absorbs another."""
     order: list[int] = []  # group heads, in rank order
     members: list[int] = []  # rows with a vector seen so far, aligned with `member_vectors` and `member_group`
@@ -70,8 +72,14 @@ def collapse(vectors: Sequence[np.ndarray | None] | np.ndarray,
                 sims = stacked @ vector
                 ok = rule.matches(split(vector), split(stacked)) if isinstance(rule, FoldRule) else sims >= rule
                 if ok.any():
-                    head = member_group[int(np.argmax(np.where(ok, sims, -np.inf)))]
+                    heads = sorted({member_group[j] for j in np.flatnonzero(ok)})
+                    head = heads[0]  # the best-ranked of the linked groups shows them all
+                    for other in heads[1:]:
+                        groups[head] += groups.pop(other)
+                        order.remove(other)
+                        member_group = [head if g == other else g for g in member_group]
                     groups[head].append(i)
+                    groups[head].sort()
                     members.append(i)
                     member_vectors.append(vector)
                     member_group.append(head)
