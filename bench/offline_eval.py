@@ -13,9 +13,9 @@ Rows:
   class name by MiniLM cosine → photos ranked by that class's probability, EfficientNet-Lite0 at T=2);
 - `offline-lite-v1`: the first generation (1000-class image space, shipped head);
 - `offline-lite-v2`: image space 2 (classes + features, WordNet concept head, shipped head, the text side's hub
-  correction `HUB_STRENGTH`, chosen on dev by bench/hub_fit.py), photos center-cropped;
+  correction `HUB_STRENGTH_2`, chosen on dev by bench/hub_fit.py), photos center-cropped;
 - `offline-lite`: image space 3, the same towers with the whole photo squashed into the input square (the
-  preprocessing chosen on dev: models/offline_lite.py's docstring);
+  preprocessing chosen on dev: models/offline_lite.py's docstring), hub correction `HUB_STRENGTH`;
 - each `--model NAME=X`: any preset or saved model directory (e.g. a tuned version, or the recipe's `init`).
 
 Columns per split: T→I R@1/5/10 (a caption's own photo among the top K; photos sharing the exact caption do not

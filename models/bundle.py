@@ -52,5 +52,5 @@ class ModelBundle:
         unchanged; a draft to 4 × reached ~0.9998 at ~15% more decode time: open work (issue 14)."""
         config = self.model.image_tower.preprocess_config
         crop_pct = config.get("crop_pct") or 1.0
-        return int(math.floor(self.input_size / crop_pct)) if config.get("crop_mode", "center") == "center" \
-            else self.input_size
+        resized = config.get("crop_mode", "center") in ("center", "squash")  # timm's modes that resize, then crop
+        return int(math.floor(self.input_size / crop_pct)) if resized else self.input_size

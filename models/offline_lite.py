@@ -14,8 +14,10 @@ Three generations (each its own image space, so each its own vector collection):
 - `offline-lite-v2` (image space 2): the same towers with timm's default center crop (the shorter side resized to
   256 px, the central 224 px kept). Why space 3 replaced it: a center crop cuts the ends off every photo wider or
   taller than 8:7, and off a panorama or a cut-out object most of it (a 240×70 px city bus became a strip of
-  windows, top class "rule"). Measured by bench/offline_eval.py-style encoding of the photo set with each
-  preprocessing (dev chose, held-out reports; T→I R@1/5/10, I→T R@5, broad-query R-precision):
+  windows, top class "rule"). Measured by encoding the photo set with each preprocessing written out with Pillow
+  (the same code for all five, so the center-crop row differs slightly from the product's fast path), hub strength
+  0.95; dev chose, held-out reports (T→I R@1/5/10, I→T R@5, broad-query R-precision). The product's own figures for
+  spaces 2 and 3 are bench/offline_eval.py's (README):
 
   | preprocessing | dev T→I | dev I→T | dev broad | held-out T→I | held-out I→T | held-out broad |
   |---|---|---|---|---|---|---|

@@ -128,6 +128,13 @@ def retired_variant(name: str, image_tower_id: str, dim: int) -> str | None:
     return None
 
 
+def collection_builder(model: str, image_tower_id: str, dim: int) -> str:
+    """The preset that builds a collection recorded as made by `model`: `model` itself, or, when `model` has since
+    moved to another image space (`retired_variant`), the preset that still builds the collection's space. A search
+    opened before the indexer has re-recorded the collection must read it with this one, not with `model`."""
+    return retired_variant(model, image_tower_id, dim) or model
+
+
 def accepts_option(name: str, option: str) -> bool:
     """Whether preset `name`'s factory takes keyword `option` (e.g. the LiT presets' `home` for their cache)."""
     import inspect

@@ -94,6 +94,7 @@ class LocalBackend:
         from indexer.stores.catalog import Catalog
         from indexer.stores.factory import open_vector_store
         from indexer.stores.homedir import NoHomeError, require_home
+        from models.registry import collection_builder
 
         try:
             self.home = require_home(home)  # a search is a read: a mistyped --home is an error, never a new home
@@ -105,14 +106,16 @@ class LocalBackend:
             active = self.catalog.active_collection()
             if active is None:
                 raise NoIndexError(f"nothing is indexed in {home} yet: run `python -m indexer FOLDER` first")
-            self.collection = CollectionRef(active.name, active.model, active.image_tower_id, active.dim)
+            # an index from before its preset's new image space is read by the preset that still builds it
+            model = collection_builder(active.model, active.image_tower_id, active.dim)
+            self.collection = CollectionRef(active.name, model, active.image_tower_id, active.dim)
             self.store = open_vector_store(home, qdrant_url, qdrant_api_key)
         except BaseException:
             self.close()
             raise
         from indexer.owner.modelslot import ModelSlot
 
-        self.slot = ModelSlot(active.model, device, home)
+        self.slot = ModelSlot(model, device, home)
 
     def encode_texts(self, texts: list[str]) -> np.ndarray:
         return self.slot.active().encode_texts(list(texts)).cpu().numpy()

@@ -166,22 +166,28 @@ def target_collection(catalog: Catalog, model_name: str, slot: ModelSlot) -> Col
 
 
 def retire_old_spaces(catalog: Catalog, model_name: str) -> list[str]:
-    """Collections recorded for `model_name` but built in a space it no longer makes: re-recorded under the preset
-    that still makes that space (no model load: the registry knows by tower id and dim). Returns their names."""
+    """Collections recorded under a preset that has since moved to another image space: re-recorded under the
+    preset that still makes their space (no model load: the registry knows by tower id and dim). Every collection
+    is looked at, not only `model_name`'s: `--model offline-lite-v2` on an index recorded as 'offline-lite' must
+    find its own collection, not leave it to be served by the new space's model. Returns their names."""
     from models.registry import retired_variant
 
     moved = []
     for info in catalog.list_collections():
-        if info.model != model_name or info.status == "retired":
+        if info.status == "retired":
             continue
-        legacy = retired_variant(model_name, info.image_tower_id, info.dim)
+        legacy = retired_variant(info.model, info.image_tower_id, info.dim)
         if legacy is None:
             continue
         catalog.set_collection_model(info.name, legacy)
         moved.append(info.name)
-        log.warning("%s now embeds photos in a new image space: collection %s (%d-d) was built by its previous "
-                    "version, which keeps serving it as %s until the new collection is complete (every photo "
-                    "is embedded once more; nothing else changes)", model_name, info.name, info.dim, legacy)
+        if info.model == model_name:
+            log.warning("%s now embeds photos in a new image space: collection %s (%d-d) was built by its previous "
+                        "version, which keeps serving it as %s until the new collection is complete (every photo "
+                        "is embedded once more; nothing else changes)", model_name, info.name, info.dim, legacy)
+        else:
+            log.info("collection %s (%d-d) was built by %s's previous version: now recorded as %s", info.name,
+                     info.dim, info.model, legacy)
     return moved
 
 

@@ -99,3 +99,59 @@ def test_a_version_tuned_on_the_old_space_is_rebuilt_on_the_preset_that_still_ma
     with pytest.raises(Stop):
         registry.load(tmp_path)
     assert built == [("offline-lite-v1", {"device": "cpu", "image_temperature": 2.0})]
+
+
+def test_choosing_the_old_space_by_name_finds_its_collection_without_a_model_load(tmp_path):
+    """`--model offline-lite-v2` on an index still recorded as 'offline-lite' (never migrated) must write to and serve
+    its own collection, not leave it recorded under the preset that now builds another space."""
+    with Catalog.for_home(tmp_path) as catalog:
+        catalog.add_collection("images-" + SPACE_2_ID, "offline-lite", SPACE_2_ID, 2280)
+        catalog.set_active_collection("images-" + SPACE_2_ID)
+
+        def slot():
+            raise AssertionError("no model load is needed to find the collection")
+
+        info = target_collection(catalog, "offline-lite-v2", slot)
+        assert (info.name, info.model) == ("images-" + SPACE_2_ID, "offline-lite-v2")
+        assert catalog.active_collection().model == "offline-lite-v2"
+
+
+def test_a_search_opened_before_the_indexer_migrated_reads_with_the_old_space_model(tmp_path):
+    """Only the indexer re-records collections; a search that comes first must still load the preset that built the
+    active collection (same width, so nothing else would notice the mix-up)."""
+    from search.backend import LocalBackend
+
+    home = tmp_path / "home"
+    home.mkdir()
+    with Catalog.for_home(home) as catalog:
+        catalog.add_collection("images-" + SPACE_2_ID, "offline-lite", SPACE_2_ID, 2280)
+        catalog.set_active_collection("images-" + SPACE_2_ID)
+    backend = LocalBackend(home, own=False)
+    try:
+        assert backend.collection.model == "offline-lite-v2" and backend.slot.name == "offline-lite-v2"
+        assert not backend.slot.loaded  # nothing was loaded to find that out
+    finally:
+        backend.close()
+
+
+def test_a_version_tuned_on_space_2_is_rebuilt_on_offline_lite_v2(tmp_path, monkeypatch):
+    import json
+
+    import models.registry as registry
+
+    built = []
+
+    class Stop(Exception):
+        """Raised by the fake create: what was asked for is all this test checks (no weights loaded)."""
+
+    def fake_create(name, **options):
+        built.append((name, options))
+        raise Stop
+
+    monkeypatch.setattr(registry, "create", fake_create)
+    (tmp_path / "config.json").write_text(json.dumps({
+        "format": "loupe-model", "format_version": 1, "image_tower_id": SPACE_2_ID, "dim": 2280,
+        "base": {"preset": "offline-lite", "options": {"pretrained": True, "tuned": True}}}))
+    with pytest.raises(Stop):
+        registry.load(tmp_path)
+    assert built == [("offline-lite-v2", {"device": "cpu", "pretrained": True, "tuned": True})]
