@@ -77,8 +77,14 @@ def test_old_offline_lite_collection_serves_while_the_new_space_is_built(tmp_pat
         assert retire_old_spaces(catalog, "offline-lite") == []  # idempotent: nothing left to hand over
 
 
-def test_a_version_tuned_on_the_old_space_is_rebuilt_on_the_preset_that_still_makes_it(tmp_path, monkeypatch):
-    """A promoted v1 text tower must keep serving the v1 collection during the migration."""
+@pytest.mark.parametrize(("tower", "dim", "options", "legacy"), [
+    (OLD_ID, 1000, {"image_temperature": 2.0}, "offline-lite-v1"),
+    (SPACE_2_ID, 2280, {"pretrained": True, "tuned": True}, "offline-lite-v2"),
+])
+def test_a_version_tuned_on_an_old_space_is_rebuilt_on_the_preset_that_still_makes_it(tmp_path, monkeypatch, tower,
+                                                                                     dim, options, legacy):
+    """A promoted text tower tuned on an earlier space must keep serving that space's collection during the
+    migration."""
     import json
 
     import models.registry as registry
@@ -94,11 +100,11 @@ def test_a_version_tuned_on_the_old_space_is_rebuilt_on_the_preset_that_still_ma
 
     monkeypatch.setattr(registry, "create", fake_create)
     (tmp_path / "config.json").write_text(json.dumps({
-        "format": "loupe-model", "format_version": 1, "image_tower_id": OLD_ID, "dim": 1000,
-        "base": {"preset": "offline-lite", "options": {"image_temperature": 2.0}}}))
+        "format": "loupe-model", "format_version": 1, "image_tower_id": tower, "dim": dim,
+        "base": {"preset": "offline-lite", "options": options}}))
     with pytest.raises(Stop):
         registry.load(tmp_path)
-    assert built == [("offline-lite-v1", {"device": "cpu", "image_temperature": 2.0})]
+    assert built == [(legacy, {"device": "cpu", **options})]
 
 
 def test_choosing_the_old_space_by_name_finds_its_collection_without_a_model_load(tmp_path):
@@ -133,25 +139,3 @@ def test_a_search_opened_before_the_indexer_migrated_reads_with_the_old_space_mo
     finally:
         backend.close()
 
-
-def test_a_version_tuned_on_space_2_is_rebuilt_on_offline_lite_v2(tmp_path, monkeypatch):
-    import json
-
-    import models.registry as registry
-
-    built = []
-
-    class Stop(Exception):
-        """Raised by the fake create: what was asked for is all this test checks (no weights loaded)."""
-
-    def fake_create(name, **options):
-        built.append((name, options))
-        raise Stop
-
-    monkeypatch.setattr(registry, "create", fake_create)
-    (tmp_path / "config.json").write_text(json.dumps({
-        "format": "loupe-model", "format_version": 1, "image_tower_id": SPACE_2_ID, "dim": 2280,
-        "base": {"preset": "offline-lite", "options": {"pretrained": True, "tuned": True}}}))
-    with pytest.raises(Stop):
-        registry.load(tmp_path)
-    assert built == [("offline-lite-v2", {"device": "cpu", "pretrained": True, "tuned": True})]
