@@ -12,12 +12,12 @@ Three generations (each its own image space, so each its own vector collection):
   from `python -m models.recipes.offline_lite`; the head is trained on concept targets, not on photos, so it serves
   image spaces 2 and 3 alike).
 - `offline-lite-v2` (image space 2): the same towers with timm's default center crop (the shorter side resized to
-  256 px, the central 224 px kept). Why space 3 replaced it: a center crop cuts the ends off every photo wider or
-  taller than 8:7, and off a panorama or a cut-out object most of it (a 240×70 px city bus became a strip of
-  windows, top class "rule"). Measured by encoding the photo set with each preprocessing written out with Pillow
-  (the same code for all five, so the center-crop row differs slightly from the product's fast path), hub strength
-  0.95; dev chose, held-out reports (T→I R@1/5/10, I→T R@5, broad-query R-precision). The product's own figures for
-  spaces 2 and 3 are bench/offline_eval.py's (README):
+  256 px, the central 224 px kept). Why space 3 replaced it: a center crop takes an eighth off every photo's
+  shorter side and more off its longer one, and most of a panorama or a wide cut-out object (a 240×70 px city bus
+  became a strip of windows, top class "rule"). Measured by encoding the photo set with each preprocessing written
+  out with Pillow (the same code for all five, so the center-crop row differs slightly from the product's fast
+  path), hub strength 0.95; dev chose, held-out reports (T→I R@1/5/10, I→T R@5, broad-query R-precision). The
+  product's own figures for spaces 2 and 3 are bench/offline_eval.py's (README):
 
   | preprocessing | dev T→I | dev I→T | dev broad | held-out T→I | held-out I→T | held-out broad |
   |---|---|---|---|---|---|---|
@@ -248,18 +248,20 @@ def offline_lite(pretrained: bool = True, tuned: bool = True, concepts_file: str
     `hub_strength` (`HUB_STRENGTH`; 0 = none) is the text side's image→text hub correction: the recipe builds and
     trains the head with 0, so the shipped tensors do not depend on it.
     """
-    return _concept_model("offline-lite", IMAGE_SPACE, True, pretrained, tuned, concepts_file, hub_strength)
+    return _concept_model("offline-lite", IMAGE_SPACE, pretrained, tuned, concepts_file, hub_strength, squash=True)
 
 
 def offline_lite_v2(pretrained: bool = True, tuned: bool = True, concepts_file: str | None = None,
                     hub_strength: float = HUB_STRENGTH_2) -> ModelBundle:
     """Generation 2 (center crop), kept for indexes built with it; the same options as `offline_lite`."""
-    return _concept_model("offline-lite-v2", IMAGE_SPACE_2, False, pretrained, tuned, concepts_file, hub_strength,
-                          default_hub=HUB_STRENGTH_2)
+    return _concept_model("offline-lite-v2", IMAGE_SPACE_2, pretrained, tuned, concepts_file, hub_strength,
+                          squash=False, default_hub=HUB_STRENGTH_2)
 
 
-def _concept_model(name: str, space: str, squash: bool, pretrained: bool, tuned: bool, concepts_file: str | None,
-                   hub_strength: float, default_hub: float = HUB_STRENGTH) -> ModelBundle:
+def _concept_model(name: str, space: str, pretrained: bool, tuned: bool, concepts_file: str | None,
+                   hub_strength: float, *, squash: bool, default_hub: float = HUB_STRENGTH) -> ModelBundle:
+    """A concept-head offline-lite in image space `space`; options equal to the preset's defaults are left out of
+    the spec (a saved version records only what it changed)."""
     from models.building import bundle_for, seeded
 
     hierarchy = read_concepts(Path(concepts_file) if concepts_file else CONCEPTS_FILE)["concepts"]
