@@ -58,8 +58,10 @@ def collapse(vectors: Sequence[np.ndarray | None] | np.ndarray,
     several groups links them, and they become one (single linkage): a crop that matched none of the copies ranked
     after it started a group of its own, and the original that matches both would otherwise leave the family shown
     twice. (So a row deep in the candidates can merge two groups an earlier, shallower page showed apart, and the
-    next page's results then start one later; a member that passes only deeper could already do the same.) `rule` is a `FoldRule` over visual vectors, or a plain cosine threshold (text-aligned vectors). A row
-    that is None has no vector to compare: it is a group of its own and never absorbs another."""
+    next page's results then start one later; a member that passes only deeper could already do the same.)
+
+    `rule` is a `FoldRule` over visual vectors, or a plain cosine threshold (text-aligned vectors). A row that is
+    None has no vector to compare: it is a group of its own and never absorbs another."""
     order: list[int] = []  # group heads, in rank order
     members: list[int] = []  # rows with a vector seen so far, aligned with `member_vectors` and `member_group`
     member_vectors: list[np.ndarray] = []
