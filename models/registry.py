@@ -86,17 +86,6 @@ def create(name: str, device: str | None = None, **options) -> ModelBundle:
     return bundle
 
 
-def accepts(name: str, option: str) -> bool:
-    """Whether preset `name` takes keyword `option` (e.g. 'home', where the lit-* presets cache their weights)."""
-    import inspect
-
-    _load_builtin_presets()
-    if name not in _PRESETS:
-        return False
-    parameters = inspect.signature(_PRESETS[name][0]).parameters.values()
-    return any(p.name == option or p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters)
-
-
 def load(directory: str | Path, device: str | None = None, **_ignored) -> ModelBundle:
     """A saved model directory: rebuild its base preset through `create`, then apply the saved tensors.
 

@@ -88,11 +88,12 @@ def _subset(count: int, limit: int | None) -> list[int]:
 
 def _create_bundle(args: argparse.Namespace):
     import models
-    from models.registry import accepts
+    from models.registry import accepts_option
 
     options = {k: v for k, v in {"weights": args.weights, "vocab": args.vocab}.items() if v}
-    if args.home and accepts(args.model, "home"):  # where a lit-* preset caches its weights; calibrate writes its
-        options["home"] = args.home  # constants into --home for every preset
+    # --home: where a lit-* preset caches its weights; calibrate writes its constants into --home for every preset
+    if args.home and accepts_option(args.model, "home"):
+        options["home"] = args.home
     try:
         return models.create(args.model, device=args.device, **options)
     except TypeError as err:  # a non-LiT preset does not take weights/vocab
