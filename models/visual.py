@@ -12,8 +12,9 @@ the mean of the three parts' cosines, which is what a "more like this" query ran
 
 "More like this" ranks by `like_vector(query)`: the same stored vectors, the query's parts reweighted by
 `LIKE_WEIGHTS`. The thumbnails say "same picture", not "same subject": with all three parts at equal weight, 36% of
-a photo's 5 nearest neighbours showed its subject on the photo set's dev half (bench/like_fit.py); with the
-weights fitted there (features 1, fine thumbnail 0.25, layout 0), 55% (held-out: 30% → 47%). Reweighting the
+a photo's 5 nearest neighbours showed its subject on the photo set's dev half (bench/like_fit.py, offline-lite image
+space 2); with the weights fitted there (features 1, fine thumbnail 0.25, layout 0), 55% (held-out: 30% → 47%).
+Image space 3 refitted them to features alone (`LIKE_WEIGHTS`' comment has its figures). Reweighting the
 query (not the stored vectors) keeps one index for near-duplicates and neighbours alike: the score of a stored
 vector against the reweighted query is Σ w_part·cos_part / norm.
 
