@@ -18,6 +18,13 @@ Rows:
   preprocessing chosen on dev: models/offline_lite.py's docstring), hub correction `HUB_STRENGTH`;
 - each `--model NAME=X`: any preset or saved model directory (e.g. a tuned version, or the recipe's `init`).
 
+`--ceiling` asks how much of the broad-query gap the text side could close at all, per category that some WordNet
+concept of offline-lite's hierarchy names (the query's last word is one of its lemmas): R-precision of the model's
+own query; of the *oracle* query (all its concept mass on that concept, every sense of the word pooled, through the
+head's own geometry: `ConceptSpace.from_concepts`); and of ranking by the photos' probability mass on the concept's
+member classes (what no single cosine against the stored vectors computes). Oracle and mass see the labels' concept
+choice, so they are ceilings, not results.
+
 Columns per split: T→I R@1/5/10 (a caption's own photo among the top K; photos sharing the exact caption do not
 count against each other), I→T R@5 (a photo's own caption among the top 5 of the split's distinct captions), and
 broad-query R-precision: for each category with ≥ 4 photos in the split, the query "a <category>" (or the
@@ -142,6 +149,47 @@ def class_name_scores(v1_bundle, image_vectors: np.ndarray, texts: list[str]) ->
     return probs[:, (queries @ names.T).argmax(1)].T
 
 
+def concept_members(query: str) -> tuple[list[int], list[int]] | None:
+    """(concept indices, their pooled member classes) of the offline-lite concepts whose lemma is `query`'s last
+    word (or its singular), None when no concept names it."""
+    from models.offline_lite import read_concepts
+
+    concepts = read_concepts()["concepts"]
+    word = query.lower().split()[-1]
+    for form in (word, word[:-1] if word.endswith("s") else word):
+        hits = [k for k, c in enumerate(concepts)
+                if form in (w.strip().lower() for w in c["text"].split(":")[0].split(","))]
+        if hits:
+            return hits, sorted({m for k in hits for m in concepts[k]["members"]})
+    return None
+
+
+@torch.inference_mode()
+def ceiling(bundle, images: np.ndarray, categories: list[str], queries: list[str]) -> dict[str, tuple]:
+    """{category: (photos, model, oracle concept, member mass)} R-precision %, for categories a concept names."""
+    from models.offline_lite import CLASS_WEIGHT, CLASSES
+
+    head = bundle.model.text_tower.head[0]
+    model = broad_precision(encode_texts(bundle, queries) @ images.T, categories, queries)
+    probs = np.clip(images[:, :CLASSES] / CLASS_WEIGHT, 0, None) ** 2  # the class part is CLASS_WEIGHT·sqrt(p)
+    probs /= probs.sum(1, keepdims=True)
+    out = {}
+    for query in queries:
+        found = concept_members(query)
+        if found is None:
+            continue
+        hits, members = found
+        q = torch.zeros(1, head.mix.shape[0])
+        q[0, hits] = 1.0 / len(hits)
+        oracle = head.from_concepts(q).numpy()[0] @ images.T
+        mass = probs[:, members].sum(1)
+        category = query_category[query]
+        out[category] = (categories.count(category), model[category],
+                         broad_precision(oracle[None], categories, [query])[category],
+                         broad_precision(mass[None], categories, [query])[category])
+    return out
+
+
 def evaluate(scores_t2i, text_vectors, image_vectors, captions, categories, broad_scores) -> dict:
     r = t2i_recall(scores_t2i, captions)
     row = {"R@1": r[1], "R@5": r[5], "R@10": r[10], "broad": broad_scores}
@@ -158,6 +206,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--no-v2", action="store_true", help="skip the image-space-2 (center crop) row")
     parser.add_argument("--no-shipped", action="store_true", help="skip the shipped `offline-lite` row")
     parser.add_argument("--per-category", action="store_true", help="also print broad-query R-precision per category")
+    parser.add_argument("--ceiling", action="store_true",
+                        help="also print, for the shipped offline-lite, the broad-query ceilings (module docstring)")
     args = parser.parse_args(argv)
     from bench.data import photoset
 
@@ -172,6 +222,7 @@ def main(argv: list[str] | None = None) -> None:
     data = {s: read_split(folder, s) for s in SPLITS}
     table: dict[str, dict[str, dict]] = {}
     image_cache: dict[str, dict[str, np.ndarray]] = {}
+    ceilings: dict[str, dict[str, tuple]] = {}
     for name, model in rows:
         bundle = models.create(model, device="cpu")
         bundle.model.eval()
@@ -184,6 +235,8 @@ def main(argv: list[str] | None = None) -> None:
             texts = encode_texts(bundle, captions)
             broad = broad_precision(encode_texts(bundle, queries) @ images.T, categories, queries)
             table.setdefault(name, {})[split] = evaluate(texts @ images.T, texts, images, captions, categories, broad)
+            if args.ceiling and name == "offline-lite":
+                ceilings[split] = ceiling(bundle, images, categories, queries)
             if name == "offline-lite-v1":
                 baseline_t2i = class_name_scores(bundle, images, captions)
                 baseline_broad = broad_precision(class_name_scores(bundle, images, queries), categories, queries)
@@ -212,6 +265,18 @@ def main(argv: list[str] | None = None) -> None:
             for name in order:
                 if name in table:
                     print(f"  {name}: " + ", ".join(f"{c} {v:.0f}" for c, v in table[name][split]["broad"].items()))
+
+    if ceilings:
+        print("\nbroad-query ceilings, offline-lite (R-precision %; oracle and mass are ceilings: module docstring)\n")
+        print("| category | " + " | ".join(f"{s}: photos | {s}: model | {s}: oracle concept | {s}: member mass"
+                                         for s in SPLITS) + " |")
+        print("|---|" + "---|---|---|---|" * len(SPLITS))
+        for category in sorted(set().union(*(c.keys() for c in ceilings.values()))):
+            cells = []
+            for split in SPLITS:
+                n, *values = ceilings[split].get(category, (0, None, None, None))
+                cells += [str(n)] + ["-" if v is None else f"{v:.0f}" for v in values]
+            print(f"| {category} | " + " | ".join(cells) + " |")
 
 
 if __name__ == "__main__":

@@ -95,9 +95,16 @@ class ConceptSpace(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         t = F.normalize(x.float(), dim=-1)
         q = torch.softmax(self.concept(t) / self.log_temperature.exp(), dim=-1)
+        return self.from_concepts(q, self.direct(t))
+
+    def from_concepts(self, q: torch.Tensor, direct: torch.Tensor | None = None) -> torch.Tensor:
+        """The text vector of a concept distribution q (N, K), `direct` the text's own feature term (None: 0).
+
+        Split from `forward` so that a benchmark can ask what a *chosen* distribution would retrieve (one-hot on
+        "animal": bench/offline_eval.py --ceiling) through exactly the geometry a query gets."""
         p = (q @ self.mix).clamp_min(0)
         p = p / p.sum(-1, keepdim=True).clamp_min(1e-12)
-        features = F.normalize(p @ self.proto + self.direct(t), dim=-1)
+        features = F.normalize(p @ self.proto + (0 if direct is None else direct), dim=-1)
         class_part = self.class_weight * p.sqrt()
         if not self.hub_strength:
             return torch.cat([class_part, self.feature_weight * features], dim=-1)

@@ -41,6 +41,9 @@ def test_broad_concept_spreads_over_its_member_classes():
     assert torch.allclose(probs[0], torch.tensor([0.5, 0.5, 0.0]), atol=1e-3)  # both members, nothing else
     assert torch.allclose(probs[1], torch.tensor([1.0, 0.0, 0.0]), atol=1e-3)
     assert layer.direct.weight.abs().sum() == 0  # zero until tuning moves it
+    # a chosen concept distribution goes through the same geometry (bench/offline_eval.py --ceiling asks it)
+    chosen = layer.from_concepts(torch.tensor([[0.0, 0.0, 0.0, 1.0]]))
+    assert torch.allclose(chosen, out[:1], atol=1e-3)
     assert not any(k.endswith(("mix", "proto")) for k in head.state_dict())  # rebuilt by the preset, not saved
 
 
