@@ -260,6 +260,51 @@ def tiny_subjects(photos: Sequence[Photo], k: int = 5) -> list[str]:
     return sorted(w for w, n in counts.items() if n >= k)
 
 
+_PREPOSITIONS = {"on", "in", "with", "of", "at", "behind", "through", "among", "from", "near", "under", "over", "by",
+                 "against", "inside", "into", "for", "above", "below", "beside", "between", "during", "reading",
+                 "looking", "flying", "standing", "sitting", "talking", "passing", "reflected"}
+
+
+def subject_phrase(caption: str) -> list[str]:
+    """The caption's subject phrase: its words before the first preposition or verb ("a wind turbine on a hill" →
+    ['wind', 'turbine'], "a woman talking on a phone" → ['woman']), short and stop words left out. A heuristic
+    that fits the photo set's one-line captions, where adjectives ("orange", "tilted") never end a subject."""
+    subject = []
+    for word in re.findall(r"[a-z]+", caption.lower()):
+        if word in _PREPOSITIONS:
+            break
+        subject.append(word)
+    return [w for w in subject if len(w) > 2 and w not in _STOP]
+
+
+def head_noun(caption: str) -> str | None:
+    """The last word of `subject_phrase` ('turbine'), None when it is empty."""
+    phrase = subject_phrase(caption)
+    return phrase[-1] if phrase else None
+
+
+def shared_subject(captions: Sequence[str], head: str, most: int = 2) -> str:
+    """What a user would type for photos whose captions share the head noun `head`: the longest ending of their
+    subject phrases (up to `most` words) that all of them share ("a wind turbine", "a wind turbine on a hill" →
+    'wind turbine'); `head` alone when one of them does not end its subject phrase with it."""
+    phrases = [subject_phrase(c) for c in captions]
+    if any(not p or p[-1] != head for p in phrases):
+        return head
+    shared = [head]
+    for n in range(2, most + 1):
+        tails = {tuple(p[-n:]) for p in phrases}
+        if len(tails) == 1 and len(next(iter(tails))) == n:
+            shared = list(next(iter(tails)))
+    return " ".join(shared)
+
+
+def tiny_head_subjects(photos: Sequence[Photo], k: int = 5) -> list[str]:
+    """Head nouns (`head_noun`) of at least `k` photos' captions, most photos first (ties by name): the subjects a
+    tiny library can be built around (`tiny_library(subject=...)`)."""
+    counts = Counter(h for p in photos if (h := head_noun(p.caption)))
+    return [w for w, n in sorted(counts.items(), key=lambda item: (-item[1], item[0])) if n >= k]
+
+
 def tiny_library(photos: Sequence[Photo], *, subject: str | None = None, n: int = 20, k: int = 5,
                  seed: int = DEFAULT_SEED) -> tuple[list[Photo], list[Photo]]:
     """(library, subject photos): `n` photos, `k` of them showing `subject` (a caption word, e.g. 'fish'; drawn by

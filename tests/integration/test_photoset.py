@@ -93,6 +93,19 @@ def test_libraries_for_the_hard_cases(photos):
     assert len(library) == 20 and len(chosen) == 5 and set(chosen) <= set(library)
     assert all(subject in photoset.subject_words(p.caption) for p in chosen)
     assert sum(subject in photoset.subject_words(p.caption) for p in library) == 5
+    # one tiny library per subject: head nouns, and the phrase a user would type for them
+    assert photoset.subject_phrase("a wind turbine on a hill") == ["wind", "turbine"]
+    assert photoset.head_noun("a woman talking on a phone") == "woman"
+    assert photoset.head_noun("on a") is None
+    assert photoset.shared_subject(["a wind turbine", "two wind turbine at sea"], "turbine") == "wind turbine"
+    assert photoset.shared_subject(["a wind turbine", "a turbine hall"], "turbine") == "turbine"
+    heads = photoset.tiny_head_subjects(dev, k=5)
+    counts = Counter(photoset.head_noun(p.caption) for p in dev)
+    assert heads and all(counts[h] >= 5 for h in heads)
+    assert [counts[h] for h in heads] == sorted((counts[h] for h in heads), reverse=True)
+    for head in heads:
+        library, chosen = photoset.tiny_library(dev, subject=head, n=20, k=5, seed=0)
+        assert len(library) == 20 and len(chosen) == 5
     pairs = photoset.same_class_pairs(photos, sides, seed=0)
     assert pairs and all(a.key != b.key and sides[a.key] == sides[b.key] == s for s, _, a, b in pairs)
     assert all(a.caption == b.caption if rel == "same caption" else a.category == b.category
