@@ -27,7 +27,7 @@ choice, so they are ceilings, not results.
 
 Columns per split: T→I R@1/5/10 (a caption's own photo among the top K; photos sharing the exact caption do not
 count against each other), I→T R@5 (a photo's own caption among the top 5 of the split's distinct captions), and
-broad-query R-precision: for each category with ≥ 4 photos in the split, the query "a <category>" (or the
+broad-query R-precision: for each category with ≥ 4 photos in the split, the query "a/an <category>" (or the
 category's own phrase), the share of that category's photos among the top |category| results, averaged.
 """
 
@@ -47,7 +47,7 @@ import models  # noqa: E402
 
 SPLITS = ("dev", "heldout")
 MIN_CATEGORY = 4
-# The phrase a user would type for a category (default: "a <category>").
+# The phrase a user would type for a category (default: "a <category>", "an" before a vowel).
 QUERY_FOR = {"renewable energy": "renewable energy", "space": "outer space", "body part": "a body part",
              "underwater": "underwater", "people": "people", "landscape": "a landscape", "food": "food",
              "kitchenware": "kitchenware", "school supplies": "school supplies", "texture": "a texture"}
@@ -118,7 +118,7 @@ def category_queries(categories: list[str]) -> list[str]:
     counts = {c: categories.count(c) for c in set(categories) if c}
     queries = []
     for category in sorted(c for c, n in counts.items() if n >= MIN_CATEGORY):
-        query = QUERY_FOR.get(category, f"a {category}")
+        query = QUERY_FOR.get(category, f"{'an' if category[0] in 'aeiou' else 'a'} {category}")
         query_category[query] = category
         queries.append(query)
     return queries
