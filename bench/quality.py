@@ -339,8 +339,13 @@ def measure_small_libraries(split: Split, work: Path, model: str, constants: Pat
     subjects = photoset.tiny_head_subjects(source)
     complete = flagged = others = 0
     notes = []
-    for subject in subjects:
-        library, subject_photos = photoset.tiny_library(source, subject=subject, seed=SEED)
+    for subject in list(subjects):
+        try:
+            library, subject_photos = photoset.tiny_library(source, subject=subject, seed=SEED)
+        except ValueError as err:  # too few photos outside the subject's categories to fill 20
+            subjects.remove(subject)
+            notes.append(f"{subject!r} skipped ({err})")
+            continue
         query = photoset.shared_subject([p.caption for p in subject_photos], subject)
         lib = Library(f"{split.name}-tiny-{subject}", [mine[p.key] for p in library], work, model, constants)
         try:
@@ -377,7 +382,8 @@ def hierarchy_labels(names: tuple[str, ...], synonyms: dict[str, tuple[str, ...]
     """`tag_labels`, and also right when the tag names a WordNet concept that holds what the caption's subject
     names ("fish" or "animal" on "a goldfish", "insect" on "an ant"): caption words match a tag by spelling only,
     which calls those wrong. Containment is read from offline-lite's concept file (WordNet over ImageNet's classes:
-    a concept is the set of classes under it), so it knows only the ImageNet-rooted part of WordNet."""
+    a concept is the set of classes under it), so it knows only the ImageNet-rooted part of WordNet, and two words
+    over the same classes count as one (approximate where a sense reaches a single class)."""
     from bench.data.photoset import subject_phrase
 
     out = tag_labels(names, synonyms, photo)
