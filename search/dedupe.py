@@ -63,8 +63,7 @@ def collapse(vectors: Sequence[np.ndarray | None] | np.ndarray,
     `rule` is a `FoldRule` over visual vectors, or a plain cosine threshold (text-aligned vectors). A row that is
     None has no vector to compare: it is a group of its own and never absorbs another."""
     order: list[int] = []  # group heads, in rank order
-    members: list[int] = []  # rows with a vector seen so far, aligned with `member_vectors` and `member_group`
-    member_vectors: list[np.ndarray] = []
+    member_vectors: list[np.ndarray] = []  # rows with a vector seen so far, aligned with `member_group`
     member_group: list[int] = []
     groups: dict[int, list[int]] = {}
     for i, vector in enumerate(vectors):
@@ -72,22 +71,19 @@ def collapse(vectors: Sequence[np.ndarray | None] | np.ndarray,
             vector = np.asarray(vector, np.float32)
             if member_vectors:
                 stacked = np.stack(member_vectors)  # (K, V)
-                sims = stacked @ vector
-                ok = rule.matches(split(vector), split(stacked)) if isinstance(rule, FoldRule) else sims >= rule
+                ok = rule.matches(split(vector), split(stacked)) if isinstance(rule, FoldRule) else \
+                    stacked @ vector >= rule
                 if ok.any():
                     heads = sorted({member_group[j] for j in np.flatnonzero(ok)})
                     head = heads[0]  # the best-ranked of the linked groups shows them all
                     for other in heads[1:]:
-                        groups[head] += groups.pop(other)
+                        groups[head] = sorted(groups[head] + groups.pop(other))
                         order.remove(other)
                         member_group = [head if g == other else g for g in member_group]
-                    groups[head].append(i)
-                    groups[head].sort()
-                    members.append(i)
+                    groups[head].append(i)  # the last row so far: the group stays in rank order
                     member_vectors.append(vector)
                     member_group.append(head)
                     continue
-            members.append(i)
             member_vectors.append(vector)
             member_group.append(i)
         order.append(i)
