@@ -149,33 +149,33 @@ def class_name_scores(v1_bundle, image_vectors: np.ndarray, texts: list[str]) ->
     return probs[:, (queries @ names.T).argmax(1)].T
 
 
-def concept_members(query: str) -> tuple[list[int], list[int]] | None:
-    """(concept indices, their pooled member classes) of the offline-lite concepts whose lemma is `query`'s last
-    word (or its singular), None when no concept names it."""
-    from models.offline_lite import read_concepts
+def concept_members(query: str, concepts: list[dict]) -> tuple[list[int], list[int]] | None:
+    """(concept indices, their pooled member classes) of the offline-lite `concepts` (`read_concepts`) whose lemma
+    is `query`'s last word (or its singular), None when no concept names it."""
+    from models.recipes.imagenet_text import synonyms
 
-    concepts = read_concepts()["concepts"]
     word = query.lower().split()[-1]
     for form in (word, word[:-1] if word.endswith("s") else word):
-        hits = [k for k, c in enumerate(concepts)
-                if form in (w.strip().lower() for w in c["text"].split(":")[0].split(","))]
+        hits = [k for k, c in enumerate(concepts) if form in (w.lower() for w in synonyms(c["text"]))]
         if hits:
             return hits, sorted({m for k in hits for m in concepts[k]["members"]})
     return None
 
 
 @torch.inference_mode()
-def ceiling(bundle, images: np.ndarray, categories: list[str], queries: list[str]) -> dict[str, tuple]:
-    """{category: (photos, model, oracle concept, member mass)} R-precision %, for categories a concept names."""
-    from models.offline_lite import CLASS_WEIGHT, CLASSES
+def ceiling(bundle, images: np.ndarray, categories: list[str], queries: list[str], model: dict[str, float]
+            ) -> dict[str, tuple]:
+    """{category: (photos, model, oracle concept, member mass)} R-precision %, for categories a concept names;
+    `model` is the model's own broad-query R-precision per category (`broad_precision`)."""
+    from models.offline_lite import CLASS_WEIGHT, CLASSES, read_concepts
 
     head = bundle.model.text_tower.head[0]
-    model = broad_precision(encode_texts(bundle, queries) @ images.T, categories, queries)
+    concepts = read_concepts()["concepts"]
     probs = np.clip(images[:, :CLASSES] / CLASS_WEIGHT, 0, None) ** 2  # the class part is CLASS_WEIGHT·sqrt(p)
     probs /= probs.sum(1, keepdims=True)
     out = {}
     for query in queries:
-        found = concept_members(query)
+        found = concept_members(query, concepts)
         if found is None:
             continue
         hits, members = found
@@ -236,7 +236,7 @@ def main(argv: list[str] | None = None) -> None:
             broad = broad_precision(encode_texts(bundle, queries) @ images.T, categories, queries)
             table.setdefault(name, {})[split] = evaluate(texts @ images.T, texts, images, captions, categories, broad)
             if args.ceiling and name == "offline-lite":
-                ceilings[split] = ceiling(bundle, images, categories, queries)
+                ceilings[split] = ceiling(bundle, images, categories, queries, broad)
             if name == "offline-lite-v1":
                 baseline_t2i = class_name_scores(bundle, images, captions)
                 baseline_broad = broad_precision(class_name_scores(bundle, images, queries), categories, queries)

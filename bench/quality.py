@@ -337,15 +337,15 @@ def measure_small_libraries(split: Split, work: Path, model: str, constants: Pat
     # every subject that 5 photos' captions share as their head noun: one word says little (the held-out side's
     # most common one, 'turbine', is no ImageNet concept), so each gets its own 20-photo library
     subjects = photoset.tiny_head_subjects(source)
-    complete = flagged = others = 0
+    built = complete = flagged = others = 0
     notes = []
-    for subject in list(subjects):
+    for subject in subjects:
         try:
             library, subject_photos = photoset.tiny_library(source, subject=subject, seed=SEED)
         except ValueError as err:  # too few photos outside the subject's categories to fill 20
-            subjects.remove(subject)
             notes.append(f"{subject!r} skipped ({err})")
             continue
+        built += 1
         query = photoset.shared_subject([p.caption for p in subject_photos], subject)
         lib = Library(f"{split.name}-tiny-{subject}", [mine[p.key] for p in library], work, model, constants)
         try:
@@ -359,8 +359,8 @@ def measure_small_libraries(split: Split, work: Path, model: str, constants: Pat
         flagged += hit
         others += wrong
         notes.append(f"{query!r} {hit}/{len(keys)}" + (f" (+{wrong} others)" if wrong else ""))
-    out["tiny libraries: all 5 of 20 flagged"] = _ratio(complete, len(subjects))
-    out["tiny libraries: subject photos flagged"] = _ratio(flagged, 5 * len(subjects))
+    out["tiny libraries: all 5 of 20 flagged"] = _ratio(complete, built)
+    out["tiny libraries: subject photos flagged"] = _ratio(flagged, 5 * built)
     out["tiny libraries: other photos flagged"] = (others, None)
     out["_tiny"] = ", ".join(notes)
     return out
@@ -405,11 +405,11 @@ def _concept_lemmas() -> dict[str, list[frozenset]]:
     """lemma (stemmed like captions) → the member-class sets of the concepts it names (one per sense)."""
     if not _LEMMAS:
         from models.offline_lite import read_concepts
+        from models.recipes.imagenet_text import synonyms
 
         for concept in read_concepts()["concepts"]:
-            for lemma in concept["text"].split(":")[0].split(","):
-                if lemma.strip():
-                    _LEMMAS.setdefault(_stem(lemma.strip()), []).append(frozenset(concept["members"]))
+            for lemma in synonyms(concept["text"]):
+                _LEMMAS.setdefault(_stem(lemma), []).append(frozenset(concept["members"]))
     return _LEMMAS
 
 

@@ -38,10 +38,10 @@ def test_wordnet_aware_labels_use_a_tags_synonyms_and_never_narrow_down():
 
 def test_a_category_query_names_every_sense_of_its_last_word():
     concepts = read_concepts()["concepts"]
-    hits, members = concept_members("a vehicle")
+    hits, members = concept_members("a vehicle", concepts)
     assert [concepts[k]["text"].split(":")[0] for k in hits] == ["vehicle"]
     assert members == sorted(concepts[hits[0]]["members"]) and len(members) > 50
-    food, _ = concept_members("food")
+    food, _ = concept_members("food", concepts)
     assert len(food) == 2  # "food, nutrient" and "food, solid food": both senses pooled
-    assert concept_members("tools")[0] == concept_members("a tool")[0]  # a plural finds its singular
-    assert concept_members("a landscape") is None  # no concept over ImageNet's classes: no ceiling row
+    assert concept_members("tools", concepts)[0] == concept_members("a tool", concepts)[0]  # a plural: its singular
+    assert concept_members("a landscape", concepts) is None  # no concept over ImageNet's classes: no ceiling row
